@@ -65,6 +65,7 @@ __all__ = ("Hub", "Reservation", "Subscription", "get_hub")
 
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 Deliver = Callable[[SigInfo], object]
+FrameHook = Callable[[int, FrameType | None], object]
 
 _NSIG = signal.NSIG
 _UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
@@ -112,10 +113,18 @@ class Subscription:
     """Deliveries of some signals to one callback on one loop; ``close()`` is idempotent."""
 
     def __init__(
-        self, hub: Hub, signals: frozenset[int], deliver: Deliver, loop: asyncio.AbstractEventLoop
+        self,
+        hub: Hub,
+        signals: frozenset[int],
+        deliver: Deliver,
+        loop: asyncio.AbstractEventLoop,
+        chain: bool = True,
+        in_handler: FrameHook | None = None,
     ) -> None:
         self.signals = signals
         self.loop = loop
+        self.chain = chain
+        self.in_handler = in_handler
         self._deliver = deliver
         self._hub = hub
         self.closed = False
@@ -177,6 +186,8 @@ class Hub:
         self._held: set[int] = set()
         self._user: list[Handler] = [None] * _NSIG  # what the user would have without us
         self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
+        self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
+        self._hooks: list[tuple[Subscription, ...]] = [()] * _NSIG  # those with in_handler
         self._loops: dict[asyncio.AbstractEventLoop, int] = {}
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
@@ -217,8 +228,13 @@ class Hub:
             self._theft_signum, self._theft_frame = signum, frame
             self._recovered[signum] += 1
             pipe.wake()
+        for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
+            try:
+                sub.in_handler(signum, frame)  # type: ignore[misc]
+            except Exception as exc:
+                sub.loop.call_soon_threadsafe(_report_hook_error, sub.loop, exc)
         handler = self._user[signum]
-        if callable(handler):
+        if callable(handler) and not self._nochain[signum]:
             handler(signum, frame)  # may raise: Ctrl-C chained to KeyboardInterrupt on purpose
 
     def _adopt_chain(self, fd: int) -> None:
@@ -322,6 +338,8 @@ class Hub:
         deliver: Deliver,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        chain: bool = True,
+        in_handler: FrameHook | None = None,
     ) -> Subscription:
         """Deliver every later delivery of `signals` to `deliver(info)`, on `loop`.
 
@@ -329,6 +347,12 @@ class Hub:
             signals: Signal numbers; validated as ``signal.signal`` validates them.
             deliver: Called once per delivery, on `loop`, with a `SigInfo`.
             loop: Defaults to the running loop. Must belong to the calling thread.
+            chain: False to stop the trampoline from calling the user's own handler for
+                these signals while this subscription lives (it takes over their meaning).
+            in_handler: Called as ``in_handler(signum, frame)`` inside the trampoline, in the
+                main thread, with the interrupted frame: for code that must see where the
+                main thread is (a blocked loop cannot run `deliver`). It must be quick and
+                must not raise (an exception is reported to `loop`'s exception handler).
 
         Raises:
             RuntimeError: No loop, SIGCHLD on uvloop, SIGINT before the loop runs, or a
@@ -342,13 +366,19 @@ class Hub:
                 "loop.call_soon_threadsafe)."
             )
         self._refuse(signums, loop)
-        sub = Subscription(self, signums, deliver, loop)
+        sub = Subscription(self, signums, deliver, loop, chain, in_handler)
         self._acquire(signums, loop)
         with self._lock:
             for s in signums:
                 self._subs[s] = (*self._subs[s], sub)
+                self._update_trampoline_table(s)
             self._add_reader(loop)
         return sub
+
+    def _update_trampoline_table(self, signum: int) -> None:
+        subs = self._subs[signum]
+        self._nochain[signum] = any(not sub.chain for sub in subs)
+        self._hooks[signum] = tuple(sub for sub in subs if sub.in_handler is not None)
 
     def reserve(self, signals: Iterable[int]) -> Reservation:
         """Install `signals` from the main thread without a loop, for loops in other threads.
@@ -423,6 +453,7 @@ class Hub:
         with self._lock:
             for s in sub.signals:
                 self._subs[s] = tuple(x for x in self._subs[s] if x is not sub)
+                self._update_trampoline_table(s)
             self._remove_reader(sub.loop)
         self._release(sub.signals)
 
@@ -575,6 +606,10 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> None:
+    loop.call_exception_handler({"message": "aiosig in_handler hook failed", "exception": exc})
 
 
 def _run_batch(batch: list[tuple[Subscription, SigInfo]]) -> None:
