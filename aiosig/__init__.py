@@ -4,6 +4,68 @@ Every name here is re-exported from a private module; ``__all__`` is kept honest
 ``tests/test_public_api.py``.
 """
 
-from ._siginfo import SigInfo
+from signal import (
+    ITIMER_PROF,
+    ITIMER_REAL,
+    ITIMER_VIRTUAL,
+    SIGALRM,
+    SIGCHLD,
+    SIGHUP,
+    SIGINT,
+    SIGPROF,
+    SIGQUIT,
+    SIGRTMAX,
+    SIGRTMIN,
+    SIGTERM,
+    SIGUSR1,
+    SIGUSR2,
+    SIGVTALRM,
+    SIGWINCH,
+    Signals,
+)
 
-__all__ = ("SigInfo",)
+from ._handlers import HandlerHandle, Policy, add_handler, on
+from ._platform import ThreadMask, sigqueue, thread_mask_audit, threads_not_blocking
+from ._receiver import SignalReceiver, open_signal_receiver
+from ._siginfo import SigInfo
+from ._spawn import Blocked, block, create_subprocess_exec, create_subprocess_shell, popen
+from ._waits import sigtimedwait, sigwait, sigwaitinfo
+
+__all__ = (
+    "ITIMER_PROF",
+    "ITIMER_REAL",
+    "ITIMER_VIRTUAL",
+    "SIGALRM",
+    "SIGCHLD",
+    "SIGHUP",
+    "SIGINT",
+    "SIGPROF",
+    "SIGQUIT",
+    "SIGRTMAX",
+    "SIGRTMIN",
+    "SIGTERM",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGVTALRM",
+    "SIGWINCH",
+    "Blocked",
+    "HandlerHandle",
+    "Policy",
+    "SigInfo",
+    "SignalReceiver",
+    "Signals",
+    "ThreadMask",
+    "add_handler",
+    "block",
+    "create_subprocess_exec",
+    "create_subprocess_shell",
+    "on",
+    "open_signal_receiver",
+    "popen",
+    "sigqueue",
+    "sigtimedwait",
+    "sigwait",
+    "sigwaitinfo",
+    "thread_mask_audit",
+    "threads_not_blocking",
+)

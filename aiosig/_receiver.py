@@ -1,0 +1,175 @@
+"""Receivers: a bounded buffer of deliveries that a coroutine iterates.
+
+Theory of operation
+-------------------
+A receiver registers with the hub when it is *created* (so nothing sent between creation and
+the first ``await`` is missed), buffers every delivery, and hands them out in order.
+
+Rule 1 (bounded, never silent): the buffer holds ``maxsize`` deliveries (64 Ki by default);
+a plain delivery beyond that is counted in ``overflowed`` and dropped; a precise one is not
+read from the kernel at all until there is room (see ``_precise``).
+
+Rule 2 (independent): every receiver sees every delivery; receivers of one signal may be
+nested or overlap and close in any order: the hub's reference counting restores the
+disposition that was there before the first one, whatever the order.
+
+Rule 3 (what is buffered at exit is not lost): a user's own Python handler has seen every
+delivery already (the hub's trampoline chains to it). What nobody handled is a delivery still
+buffered when the receiver closes while the restored disposition is the default action: it is
+raised again with ``signal.raise_signal``, so that action happens (a buffered SIGTERM still
+terminates), as trio does. A signal still held by other aiosig subscriptions is not raised
+again: they have seen it. A standard signal is raised once however many were buffered (the
+kernel would have merged them); a real-time one once per delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+
+from ._hub import check_signal, get_hub
+from ._precise import blocked_signals, precise_source
+from ._siginfo import SigInfo
+
+__all__ = ("SignalReceiver", "open_signal_receiver")
+
+DEFAULT_MAXSIZE = 1 << 16
+
+
+class SignalReceiver(AsyncIterator[SigInfo]):
+    """An async iterator of `SigInfo`, and an async context manager that closes it.
+
+    Attributes:
+        signals: The signals it receives.
+        maxsize: How many deliveries it buffers.
+        overflowed: How many plain deliveries it dropped because the buffer was full.
+        precise_signals: The signals it reads from a signalfd (blocked when it was opened).
+    """
+
+    def __init__(self, signals: Iterable[int], maxsize: int = DEFAULT_MAXSIZE) -> None:
+        signums = frozenset(check_signal(s) for s in signals)
+        if not signums:
+            raise ValueError("open_signal_receiver() needs at least one signal.")
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1.")
+        self.signals = signums
+        self.maxsize = maxsize
+        self.overflowed = 0
+        self._loop = asyncio.get_running_loop()
+        self._buffer: deque[SigInfo] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._sub = get_hub().subscribe(signums, self._on_plain, loop=self._loop)
+        self._source = precise_source(self._loop)
+        self.precise_signals = signums & blocked_signals() if self._source else frozenset()
+        if self._source is not None and self.precise_signals:
+            self._source.add(self)
+
+    # ---- fed by the hub (plain) and the precise source ------------------------------------
+
+    def _on_plain(self, info: SigInfo) -> None:
+        if len(self._buffer) >= self.maxsize:
+            self.overflowed += 1
+            return
+        self.offer(info)
+
+    def room(self) -> int:
+        """How many more deliveries fit in the buffer."""
+        return 0 if self._closed else self.maxsize - len(self._buffer)
+
+    def offer(self, info: SigInfo) -> None:
+        """Buffer one delivery and wake the reader."""
+        self._buffer.append(info)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ---- the consumer side -----------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """How many deliveries are buffered."""
+        return len(self._buffer)
+
+    def __aiter__(self) -> SignalReceiver:
+        return self
+
+    async def __anext__(self) -> SigInfo:
+        """Wait for and return the next delivery; cancelling the wait loses nothing."""
+        while not self._buffer:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        info = self._buffer.popleft()
+        if self._source is not None and len(self._buffer) == self.maxsize - 1:
+            self._source.refresh()  # it had no room: it may read again
+        return info
+
+    async def __aenter__(self) -> SignalReceiver:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop receiving; idempotent. Buffered deliveries are raised again (Rule 3)."""
+        self.close()
+
+    def close(self) -> None:
+        """The synchronous form of `aclose`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._source is not None and self.precise_signals:
+            self._source.remove(self)
+        self._sub.close()
+        leftover, self._buffer = self._buffer, deque()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        _raise_again(leftover)
+
+
+def _raise_again(leftover: Iterable[SigInfo]) -> None:
+    hub = get_hub()
+    raised: set[int] = set()
+    for info in leftover:
+        signum = int(info.si_signo)
+        if hub.holds(signum) or signal.getsignal(signum) != signal.SIG_DFL:
+            continue
+        if signum in raised and signum < signal.SIGRTMIN:
+            continue
+        raised.add(signum)
+        signal.raise_signal(signum)
+
+
+def open_signal_receiver(*signals: int, maxsize: int = DEFAULT_MAXSIZE) -> SignalReceiver:
+    """Receive `signals` from now on, as an async iterator of `SigInfo`.
+
+    Use it as ``async with aiosig.open_signal_receiver(SIGHUP) as receiver:
+    async for info in receiver: ...``. It registers at once, before the first ``await``.
+    Signals the calling thread blocks are read precisely (full siginfo) on Linux.
+
+    Args:
+        *signals: The signals to receive.
+        maxsize: How many deliveries to buffer before counting overflow.
+
+    Returns:
+        The receiver.
+
+    Raises:
+        RuntimeError: No running loop, or the hub refuses a signal (see `Hub.subscribe`).
+        ValueError, TypeError, OSError: A bad signal, as ``signal.signal`` raises.
+    """
+    return SignalReceiver(signals, maxsize)

@@ -1,0 +1,334 @@
+"""Awaitable sigwait/sigwaitinfo/sigtimedwait, and precise delivery with the sender's siginfo."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import signal
+import sys
+import textwrap
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+import aiosig
+from tests._util import finish, run_child, send_from_child
+
+TIMEOUT = 10.0
+
+
+async def send(signum: int, count: int = 1) -> None:
+    await asyncio.to_thread(send_from_child, os.getpid(), signum, count)
+
+
+@pytest.fixture
+def blocked_usr1() -> Iterator[None]:
+    with aiosig.block(signal.SIGUSR1):
+        yield
+    # anything still pending would be delivered on unblock: the test must have consumed it
+    assert signal.SIGUSR1 not in signal.sigpending()
+
+
+# ---- plain (unblocked) waits -----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_sigwait_returns_the_signal_number_like_the_stdlib() -> None:
+    task = asyncio.ensure_future(aiosig.sigwait({signal.SIGUSR1, signal.SIGUSR2}))
+    await asyncio.sleep(0.01)
+    await send(signal.SIGUSR2)
+    assert await asyncio.wait_for(task, TIMEOUT) is signal.SIGUSR2
+
+
+@pytest.mark.asyncio
+async def test_sigtimedwait_returns_none_on_timeout_and_restores_the_disposition() -> None:
+    assert await aiosig.sigtimedwait([signal.SIGUSR1], 0.05) is None
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+@pytest.mark.asyncio
+async def test_unblocked_wait_catches_deliveries_during_the_wait_only() -> None:
+    calls: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda s, f: calls.append(s))
+    try:
+        task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGUSR1]))
+        await asyncio.sleep(0.01)
+        await send(signal.SIGUSR1)
+        info = await asyncio.wait_for(task, TIMEOUT)
+        assert info.si_signo == signal.SIGUSR1 and not info.precise
+        assert signal.getsignal(signal.SIGUSR1) is previous or calls  # handler is back
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.asyncio
+async def test_cancelled_plain_wait_with_a_result_hands_it_to_the_next_wait() -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGUSR1]))
+    await asyncio.sleep(0.01)
+    # Deliver and cancel in the same loop iteration: the result is set, the task not resumed.
+    await send(signal.SIGUSR1)
+    await asyncio.sleep(0)  # let the hub read it (it may take one more turn)
+    loop.call_soon(task.cancel)
+    try:
+        info = await asyncio.wait_for(task, TIMEOUT)
+    except asyncio.CancelledError:
+        info = await asyncio.wait_for(aiosig.sigwaitinfo([signal.SIGUSR1]), TIMEOUT)
+    assert info.si_signo == signal.SIGUSR1
+
+
+# ---- precise (blocked) waits -----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("blocked_usr1")
+async def test_sigwaitinfo_on_a_blocked_signal_gives_the_senders_pid_and_uid() -> None:
+    task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGUSR1]))
+    await asyncio.sleep(0.01)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", f"import os; os.kill({os.getpid()}, {int(signal.SIGUSR1)})"
+    )
+    async with asyncio.timeout(TIMEOUT):
+        info = await task
+        await proc.wait()
+    assert info.precise
+    assert (info.si_pid, info.si_uid, info.si_code) == (proc.pid, os.getuid(), 0)  # SI_USER
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("blocked_usr1")
+async def test_sigwaitinfo_gives_the_uid_of_a_sender_that_switched_to_nobody() -> None:
+    if os.getuid() != 0:
+        pytest.skip("switching uid needs root")
+    # A sender whose *real* uid is nobody (si_uid is the sender's real uid). Dropping the
+    # effective uid too would leave it no permission to signal a root process.
+    code = f"import os; os.setresuid(65534, 0, 0); os.kill({os.getpid()}, 10)"
+    task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGUSR1]))
+    await asyncio.sleep(0.01)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
+    async with asyncio.timeout(TIMEOUT):
+        info = await task
+        await proc.wait()
+    assert (info.si_pid, info.si_uid) == (proc.pid, 65534)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("blocked_usr1")
+async def test_already_pending_blocked_signal_returns_at_once() -> None:
+    signal.pthread_kill(__import__("threading").get_ident(), signal.SIGUSR1)
+    assert signal.SIGUSR1 in signal.sigpending()
+    info = await aiosig.sigtimedwait([signal.SIGUSR1], 0)
+    assert info is not None and info.precise and info.si_pid == os.getpid()
+
+
+@pytest.mark.asyncio
+async def test_sigqueue_value_arrives_with_a_precise_wait() -> None:
+    with aiosig.block(signal.SIGRTMIN):
+        task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGRTMIN]))
+        await asyncio.sleep(0.01)
+        aiosig.sigqueue(os.getpid(), signal.SIGRTMIN, value=42)
+        info = await asyncio.wait_for(task, TIMEOUT)
+    assert (info.si_value, info.si_code, info.si_pid) == (42, -1, os.getpid())  # SI_QUEUE
+
+
+PRECISE_FLOOD = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    import aiosig
+
+    N = int(sys.argv[2])
+    aiosig.block(signal.SIGRTMIN)  # before any thread starts
+
+    async def main():
+        async with aiosig.open_signal_receiver(signal.SIGRTMIN) as receiver:
+            proc = await aiosig.create_subprocess_exec(
+                sys.executable, "-c",
+                "import os, sys, aiosig\\n"
+                "pid = int(sys.argv[1])\\n"
+                "for i in range(int(sys.argv[2])):\\n"
+                "    while True:\\n"
+                "        try:\\n"
+                "            aiosig.sigqueue(pid, aiosig.SIGRTMIN, i); break\\n"
+                "        except BlockingIOError:\\n"
+                "            pass\\n",
+                str(os.getpid()), str(N))
+            values = []
+            async with asyncio.timeout(120):
+                async for info in receiver:
+                    assert info.precise and info.si_pid == proc.pid, info
+                    values.append(info.si_value)
+                    if len(values) == N:
+                        break
+                await proc.wait()
+            assert values == list(range(N)), "out of order or lost"
+            await asyncio.sleep(0.05)
+            assert receiver.pending == 0 and receiver.overflowed == 0
+        print("ok", len(values))
+
+    if sys.argv[1] == "uvloop":
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+    print("READY")
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_hundred_thousand_sigqueued_realtime_signals_arrive_once_in_order(flavour: str) -> None:
+    child = run_child(PRECISE_FLOOD, flavour, "100000", timeout=150)
+    assert "ok 100000" in child.before_ready
+    returncode, _, err = finish(child)
+    assert returncode == 0, err
+
+
+CANCEL_STORM = textwrap.dedent(
+    """
+    import asyncio, os, random, signal, sys
+    import aiosig
+
+    N = 2000
+    aiosig.block(signal.SIGRTMIN)
+
+    async def main():
+        got = []
+        random.seed(int(sys.argv[2]))
+        proc = await aiosig.create_subprocess_exec(
+            sys.executable, "-c",
+            "import os, sys, time, aiosig\\n"
+            "for i in range(int(sys.argv[2])):\\n"
+            "    aiosig.sigqueue(int(sys.argv[1]), aiosig.SIGRTMIN, i)\\n"
+            "    if i % 50 == 0: time.sleep(0.001)\\n",
+            str(os.getpid()), str(N))
+        async with asyncio.timeout(60):
+            while len(got) < N:
+                task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGRTMIN]))
+                await asyncio.sleep(random.choice([0, 0, 0.0001, 0.001]))
+                task.cancel()
+                try:
+                    got.append((await task).si_value)
+                except asyncio.CancelledError:
+                    pass
+            await proc.wait()
+        assert sorted(got) == list(range(N)), (len(got), len(set(got)))
+        print("ok", len(got))
+
+    if sys.argv[1] == "uvloop":
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+    print("READY")
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_cancelling_waiters_at_random_moments_loses_no_delivery(flavour: str) -> None:
+    child = run_child(CANCEL_STORM, flavour, str(random.randrange(1000)), timeout=90)
+    assert "ok 2000" in child.before_ready
+    finish(child)
+
+
+# ---- children and threads --------------------------------------------------------------------
+
+CHILD_WAITS_FOR_TERM = "import time; print('up', flush=True); time.sleep(30)"
+
+
+@pytest.mark.asyncio
+async def test_child_spawned_through_helpers_stops_on_sigterm_while_parent_blocks_it() -> None:
+    with aiosig.block(signal.SIGTERM):
+        proc = await aiosig.create_subprocess_exec(
+            sys.executable, "-c", CHILD_WAITS_FOR_TERM, stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        async with asyncio.timeout(TIMEOUT):
+            await proc.stdout.readline()
+            proc.terminate()
+            assert await proc.wait() == -signal.SIGTERM
+        sync = aiosig.popen([sys.executable, "-c", CHILD_WAITS_FOR_TERM], stdout=-1)
+        assert sync.stdout is not None
+        sync.stdout.readline()
+        sync.terminate()
+        assert sync.wait(TIMEOUT) == -signal.SIGTERM
+        sync.stdout.close()
+
+
+def test_plain_subprocess_inherits_the_blocked_mask_which_is_why_the_helpers_exist() -> None:
+    import subprocess
+
+    with aiosig.block(signal.SIGTERM):
+        code = "import signal; print(signal.SIGTERM in signal.pthread_sigmask(0, []))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        clean = aiosig.popen([sys.executable, "-c", code], stdout=-1, text=True)
+        clean_out, _ = clean.communicate(timeout=TIMEOUT)
+    assert out.stdout.strip() == "True"
+    assert clean_out.strip() == "False"
+
+
+def test_thread_audit_names_a_thread_that_does_not_block() -> None:
+    import threading
+
+    started, stop = threading.Event(), threading.Event()
+
+    def unblocked() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])
+        started.set()
+        stop.wait(TIMEOUT)
+
+    with aiosig.block(signal.SIGUSR1):
+        thread = threading.Thread(target=unblocked, name="leaky-worker")
+        thread.start()
+        started.wait(TIMEOUT)
+        names = [t.python_name for t in aiosig.threads_not_blocking([signal.SIGUSR1])]
+        stop.set()
+        thread.join()
+    assert "leaky-worker" in names
+    assert "MainThread" not in names
+
+
+# ---- argument validation: the same errors as the stdlib --------------------------------------
+
+BAD_SIGSETS: list[object] = [5, None, ["a"], [0], [2**70], [signal.NSIG], [1.5]]
+BAD_TIMEOUTS: list[object] = ["x", -1, -0.5, math.nan, None, 2**70, 1e300]
+
+
+def _stdlib_error(fn: object, *args: object) -> tuple[type[BaseException], str] | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fn(*args)  # type: ignore[operator]
+    except Exception as exc:
+        return type(exc), str(exc)
+    return None
+
+
+@pytest.mark.asyncio
+async def test_argument_validation_matches_the_stdlib() -> None:
+    for bad in BAD_SIGSETS:
+        expected = _stdlib_error(signal.sigtimedwait, bad, 0)
+        assert expected is not None, bad
+        for ours in (
+            lambda: aiosig.sigwait(bad),  # type: ignore[arg-type]
+            lambda: aiosig.sigwaitinfo(bad),  # type: ignore[arg-type]
+            lambda: aiosig.sigtimedwait(bad, 0),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(expected[0]) as info:
+                await ours()
+            assert str(info.value) == expected[1], bad
+    for bad in BAD_TIMEOUTS:
+        expected = _stdlib_error(signal.sigtimedwait, [signal.SIGUSR1], bad)
+        assert expected is not None, bad
+        with pytest.raises(expected[0]) as info:
+            await aiosig.sigtimedwait([signal.SIGUSR1], bad)  # type: ignore[arg-type]
+        assert str(info.value) == expected[1], bad
+
+
+@pytest.mark.asyncio
+async def test_invalid_signal_number_in_a_set_warns_like_the_stdlib() -> None:
+    with pytest.warns(RuntimeWarning, match="invalid signal number 32"):
+        assert await aiosig.sigtimedwait([32, signal.SIGUSR1], 0.01) is None
