@@ -53,7 +53,9 @@ class HandlerHandle:
         self.signals = signals
         self.policy = policy
         self._fn = fn
-        self._is_async = inspect.iscoroutinefunction(fn)
+        # An instance whose __call__ is a coroutine function counts too.
+        call = None if inspect.isroutine(fn) else type(fn).__call__
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
         self._loop = loop
         self._tasks: set[asyncio.Task[object]] = set()
         self._again: SigInfo | None = None  # serial: the run owed after the current one
@@ -66,7 +68,9 @@ class HandlerHandle:
 
     def _on_delivery(self, info: SigInfo) -> None:
         if not self._is_async:
-            self._fn(info)  # an exception reaches the loop's handler through the hub
+            result = self._fn(info)  # an exception reaches the loop's handler through the hub
+            if inspect.isawaitable(result):  # a plain function that returned a coroutine
+                self._track(result)
             return
         if self._tasks and self.policy != "concurrent":
             if self.policy == "serial":
@@ -75,8 +79,10 @@ class HandlerHandle:
         self._start(info)
 
     def _start(self, info: SigInfo) -> None:
-        coro = self._fn(info)
-        task: asyncio.Task[object] = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._track(self._fn(info))
+
+    def _track(self, awaitable: object) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(awaitable, loop=self._loop)  # type: ignore[call-overload]
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
