@@ -59,7 +59,7 @@ from types import FrameType
 from typing import Any
 
 from ._siginfo import SigInfo
-from ._wakeup import Chain, SelfPipe
+from ._wakeup import Chains, SelfPipe
 
 __all__ = ("Hub", "Reservation", "Subscription", "get_hub")
 
@@ -180,7 +180,7 @@ class Hub:
         self._lock = threading.RLock()
         self._tramp = self._trampoline  # one bound method: getsignal() identity checks need it
         self._pipe: SelfPipe | None = None
-        self._chain = Chain(-1)
+        self._chains = Chains()
         self._owning = False
         self._refs = [0] * _NSIG
         self._held: set[int] = set()
@@ -238,10 +238,7 @@ class Hub:
             handler(signum, frame)  # may raise: Ctrl-C chained to KeyboardInterrupt on purpose
 
     def _adopt_chain(self, fd: int) -> None:
-        if fd == self._chain.fd and self._chain.still_same_file():
-            return
-        self._chain.close()
-        self._chain = Chain(fd)
+        self._chains.push(fd)
 
     # ---- ownership ------------------------------------------------------------------------
 
@@ -321,14 +318,13 @@ class Hub:
     def _restore_fd(self) -> None:
         assert self._pipe is not None
         self._owning = False
-        target = self._chain.fd if self._chain.still_same_file() else -1
-        cur = signal.set_wakeup_fd(target, warn_on_full_buffer=self._chain.warn_on_full_buffer)
+        target = self._chains.top
+        cur = signal.set_wakeup_fd(target.fd, warn_on_full_buffer=target.warn_on_full_buffer)
         if cur != self._pipe.w:  # someone took it meanwhile: theirs stays
             signal.set_wakeup_fd(cur)
         # Bytes still in the pipe belong to the previous owner's signals: hand them over.
         self._deliver_bytes(self._pipe.drain(), None)
-        self._chain.close()
-        self._chain = Chain(-1)
+        self._chains.close()
 
     # ---- subscribing ----------------------------------------------------------------------
 
@@ -514,7 +510,7 @@ class Hub:
         if b"\0" in data:
             n += self._deliver_recovered(here, batches)
         if data:
-            self._chain.forward(data.replace(b"\0", b"") if b"\0" in data else data)
+            self._chains.forward(data.replace(b"\0", b"") if b"\0" in data else data)
         self.stats["dispatched"] += n
         for loop, batch in batches.items():
             with contextlib.suppress(RuntimeError):  # closed meanwhile
@@ -573,15 +569,13 @@ class Hub:
 
     def user_wakeup_fd(self) -> int:
         """The wakeup fd the user would have without aiosig (-1 for none)."""
-        return self._chain.fd
+        return self._chains.top.fd
 
     def set_user_wakeup_fd(self, fd: int, warn_on_full_buffer: bool) -> int:
         """Chain `fd` in place of the previous owner; return the previous user-visible fd."""
         with self._lock:
             self._audit()
-            old, self._chain = self._chain, Chain(fd, warn_on_full_buffer)
-        old.close()
-        return old.fd
+            return self._chains.replace_top(fd, warn_on_full_buffer)
 
     # ---- fork -----------------------------------------------------------------------------
 
@@ -597,7 +591,7 @@ class Hub:
         for signum in self._held:
             with contextlib.suppress(ValueError, OSError, TypeError):
                 self._restore_disposition(signum)
-        self._chain.close()
+        self._chains.close()
         pipe.close()
 
 

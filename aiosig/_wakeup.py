@@ -17,6 +17,13 @@ identity lets the hub restore the number later only if it still names the same f
 
 Rule 3: forwarding never blocks and never raises: a full target drops the bytes (EAGAIN), a
 dead one (EPIPE, EBADF, ECONNRESET) ends forwarding to it.
+
+Rule 4: the chain is a stack, and bytes go to every live entry. Without aiosig, a uvloop run
+takes the fd and gives the previous one back when it ends; a user fd set before the run is
+deaf meanwhile. With aiosig, each owner that took the fd is pushed, and every one still alive
+hears every signal: nobody goes deaf, and an owner that closed its fd (uvloop at the end of
+each run) drops out at the first write. The top entry is what the user sees as the wakeup fd
+and what the hub restores.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import fcntl
 import os
 import sys
 
-__all__ = ("Chain", "SelfPipe")
+__all__ = ("Chain", "Chains", "SelfPipe")
 
 # 1 MiB holds 1 Mi deliveries: enough for any burst of real-time signals the kernel will queue
 # by default (RLIMIT_SIGPENDING is typically ~ 100k per user).
@@ -131,6 +138,11 @@ class Chain:
                 os.set_inheritable(self._dup, False)
         self.dropped = 0
 
+    @property
+    def alive(self) -> bool:
+        """False once a write found the target gone (or there never was one)."""
+        return self._dup >= 0
+
     def forward(self, data: bytes) -> None:
         """Write the bytes to the previous owner; drop them if it is full or gone."""
         if self._dup < 0 or not data:
@@ -145,6 +157,10 @@ class Chain:
             else:
                 self.dropped += len(data)
 
+    def still_there(self) -> bool:
+        """True while forwarding works and ``fd`` still names the same file."""
+        return self.fd < 0 or (self.alive and self.still_same_file())
+
     def still_same_file(self) -> bool:
         """True if ``fd`` still names the file it named when the chain was made."""
         return self.fd < 0 or (self._id is not None and _file_id(self.fd) == self._id)
@@ -155,3 +171,53 @@ class Chain:
             with contextlib.suppress(OSError):
                 os.close(self._dup)
             self._dup = -1
+
+
+class Chains:
+    """The stack of previous owners (Rule 4)."""
+
+    def __init__(self) -> None:
+        self._stack: list[Chain] = []
+
+    @property
+    def top(self) -> Chain:
+        """The most recent owner still there: what the user sees and what the hub restores.
+
+        An owner whose fd was closed (uvloop at the end of a run) is dropped here, so the one
+        below it is back on top, as it would be without aiosig.
+        """
+        while self._stack and not self._stack[-1].still_there():
+            self._stack.pop().close()
+        return self._stack[-1] if self._stack else _NONE
+
+    def push(self, fd: int) -> None:
+        """`fd` took the wakeup slot: forward to it too (it moves to the top if known)."""
+        for i, chain in enumerate(self._stack):
+            if chain.fd == fd and chain.still_same_file():
+                self._stack.append(self._stack.pop(i))
+                return
+        self._stack.append(Chain(fd))
+
+    def replace_top(self, fd: int, warn_on_full_buffer: bool) -> int:
+        """The user set the wakeup fd: `fd` replaces the top; return the top's old number."""
+        old = self.top.fd
+        if self._stack:
+            self._stack.pop().close()
+        self._stack.append(Chain(fd, warn_on_full_buffer))
+        return old
+
+    def forward(self, data: bytes) -> None:
+        """Write `data` to every live owner; forget the dead ones."""
+        for chain in self._stack:
+            chain.forward(data)
+        if not all(chain.alive or chain.fd < 0 for chain in self._stack):
+            self._stack = [c for c in self._stack if c.alive or c.fd < 0]
+
+    def close(self) -> None:
+        """Release every dup and forget the stack."""
+        for chain in self._stack:
+            chain.close()
+        self._stack = []
+
+
+_NONE = Chain(-1)
