@@ -312,13 +312,13 @@ async def test_argument_validation_matches_the_stdlib() -> None:
     for bad in BAD_SIGSETS:
         expected = _stdlib_error(signal.sigtimedwait, bad, 0)
         assert expected is not None, bad
-        for ours in (
-            lambda: aiosig.sigwait(bad),  # type: ignore[arg-type]
-            lambda: aiosig.sigwaitinfo(bad),  # type: ignore[arg-type]
-            lambda: aiosig.sigtimedwait(bad, 0),  # type: ignore[arg-type]
+        for call in (
+            aiosig.sigwait(bad),  # type: ignore[arg-type]
+            aiosig.sigwaitinfo(bad),  # type: ignore[arg-type]
+            aiosig.sigtimedwait(bad, 0),  # type: ignore[arg-type]
         ):
             with pytest.raises(expected[0]) as info:
-                await ours()
+                await call
             assert str(info.value) == expected[1], bad
     for bad in BAD_TIMEOUTS:
         expected = _stdlib_error(signal.sigtimedwait, [signal.SIGUSR1], bad)
