@@ -27,6 +27,7 @@ from signal import (
 from ._handlers import HandlerHandle, Policy, add_handler, on
 from ._platform import ThreadMask, sigqueue, thread_mask_audit, threads_not_blocking
 from ._receiver import SignalReceiver, open_signal_receiver
+from ._run import run
 from ._siginfo import SigInfo
 from ._spawn import Blocked, block, create_subprocess_exec, create_subprocess_shell, popen
 from ._waits import sigtimedwait, sigwait, sigwaitinfo
@@ -62,6 +63,7 @@ __all__ = (
     "on",
     "open_signal_receiver",
     "popen",
+    "run",
     "sigqueue",
     "sigtimedwait",
     "sigwait",

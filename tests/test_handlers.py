@@ -207,3 +207,37 @@ def test_handler_task_running_when_the_loop_closes_is_cancelled_not_destroyed(fl
     assert "handler finally ran" in child.before_ready
     assert "destroyed but it is pending" not in err
     assert returncode == 0, err
+
+
+MODULE_LEVEL_ON = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    import aiosig
+
+    seen = []
+
+    @aiosig.on(signal.SIGUSR1)
+    async def reload(info):
+        seen.append(int(info.si_signo))
+
+    async def main():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.01)
+        return "main returned"
+
+    factory = None if sys.argv[1] == "asyncio" else __import__("uvloop").new_event_loop
+    print(aiosig.run(main(), loop_factory=factory), seen)
+    print("default after run", signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL)
+    print("READY")
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_module_level_on_registers_for_the_next_aiosig_run(flavour: str) -> None:
+    child = run_child(MODULE_LEVEL_ON, flavour)
+    assert "main returned [10]" in child.before_ready
+    assert "default after run True" in child.before_ready
+    finish(child)
