@@ -332,3 +332,47 @@ async def test_argument_validation_matches_the_stdlib() -> None:
 async def test_invalid_signal_number_in_a_set_warns_like_the_stdlib() -> None:
     with pytest.warns(RuntimeWarning, match="invalid signal number 32"):
         assert await aiosig.sigtimedwait([32, signal.SIGUSR1], 0.01) is None
+
+
+STRAY_THREAD = textwrap.dedent(
+    """
+    import asyncio, os, signal, subprocess, sys, threading
+    import aiosig
+
+    aiosig.block(signal.SIGUSR1)
+    ready, stop = threading.Event(), threading.Event()
+
+    def leaky():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR1])  # the only taker
+        ready.set()
+        stop.wait(10)
+
+    async def main():
+        async with aiosig.open_signal_receiver(signal.SIGUSR1) as receiver:
+            thread = threading.Thread(target=leaky, name="leaky")
+            thread.start()
+            ready.wait(5)
+            print("audit", [t.python_name for t in aiosig.threads_not_blocking([signal.SIGUSR1])])
+            sender = f"import os; os.kill({os.getpid()}, {int(signal.SIGUSR1)})"
+            subprocess.run([sys.executable, "-c", sender], check=True, timeout=10)
+            async with asyncio.timeout(5):
+                info = await anext(receiver)
+            stop.set()
+            thread.join()
+        print("precise", info.precise, "pid", info.si_pid)
+
+    if sys.argv[1] == "uvloop":
+        __import__("uvloop").run(main())
+    else:
+        asyncio.run(main())
+    print("READY")
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_thread_that_does_not_block_still_delivers_through_the_plain_path(flavour: str) -> None:
+    child = run_child(STRAY_THREAD, flavour)
+    assert "audit ['leaky']" in child.before_ready
+    assert "precise False pid None" in child.before_ready
+    finish(child)
