@@ -1,14 +1,13 @@
-"""Receive SIGUSR1 and SIGHUP in an asyncio program, sent by a separate process.
+"""Receive SIGUSR1 and SIGHUP sent by another process, and see who sent them.
 
-Run it with ``python examples/hello_signals.py`` (add ``--uvloop`` to run on uvloop). It
-subscribes to both signals through aiosig's hub, starts a child that sends them, prints each
-delivery as a `SigInfo`, and exits 0 once both have arrived (1 after 10 s without them).
+Run it with ``python examples/hello_signals.py`` (add ``--uvloop`` to run on uvloop). It opens
+a receiver for both signals, starts a child that sends them, prints each delivery and exits 0
+once both have arrived (1 after 10 s without them).
 
-SIGHUP's default action would kill the process; while the subscription is open the hub holds
-the signal, and when it closes the previous disposition comes back exactly.
-
-This uses the hub's subscription API, the foundation the public API (receivers, handlers,
-awaitable waits, ``aiosig.run``) is being built on.
+SIGUSR1 is blocked first, so on Linux it is read from a signalfd with its full siginfo: the
+sender's pid and uid. SIGHUP is not blocked: it arrives plainly (the number only, no pid),
+and its default action (terminate) is held off while the receiver is open; closing the
+receiver restores exactly the disposition that was there.
 """
 
 from __future__ import annotations
@@ -19,13 +18,11 @@ import signal
 import sys
 from collections.abc import Callable
 
-from aiosig import SigInfo
-from aiosig._hub import get_hub
+import aiosig
 
 WANTED = (signal.SIGUSR1, signal.SIGHUP)
 
-# The child sends the signals one after the other. Standard signals coalesce in the kernel,
-# so two different ones are used: each is delivered at least once.
+# Standard signals coalesce in the kernel, so two different ones are sent: each arrives once.
 SENDER = """\
 import os, signal, sys
 for name in sys.argv[2:]:
@@ -33,27 +30,33 @@ for name in sys.argv[2:]:
 """
 
 
+def describe(info: aiosig.SigInfo) -> str:
+    name = signal.Signals(info.si_signo).name
+    if info.precise:
+        return f"{name} from pid {info.si_pid} (uid {info.si_uid}), read from the kernel"
+    return f"{name}, plain delivery (the sender is unknown)"
+
+
 async def main() -> int:
-    received: asyncio.Queue[SigInfo] = asyncio.Queue()
-    missing: set[int] = set(WANTED)
-    subscription = get_hub().subscribe(WANTED, received.put_nowait)
-    try:
+    missing = set(WANTED)
+    async with aiosig.open_signal_receiver(*WANTED) as receiver:
         print(f"pid {os.getpid()}: waiting for {', '.join(s.name for s in WANTED)}")
-        sender = await asyncio.create_subprocess_exec(
+        # A child of a process that blocks signals inherits the mask; this one starts clean.
+        sender = await aiosig.create_subprocess_exec(
             sys.executable, "-c", SENDER, str(os.getpid()), *(s.name for s in WANTED)
         )
-        async with asyncio.timeout(10):
-            while missing:
-                info = await received.get()
-                print(f"received {info}")
-                missing.discard(info.si_signo)
-            await sender.wait()
-    except TimeoutError:
-        names = ", ".join(signal.Signals(s).name for s in sorted(missing))
-        print(f"timed out waiting for {names}", file=sys.stderr)
-        return 1
-    finally:
-        subscription.close()
+        print(f"sender started as pid {sender.pid}")
+        try:
+            async with asyncio.timeout(10):
+                async for info in receiver:
+                    print(f"received {describe(info)}")
+                    missing.discard(signal.Signals(info.si_signo))
+                    if not missing:
+                        break
+                await sender.wait()
+        except TimeoutError:
+            print(f"timed out waiting for {', '.join(s.name for s in missing)}", file=sys.stderr)
+            return 1
     print("done")
     return 0
 
@@ -64,5 +67,6 @@ if __name__ == "__main__":
         import uvloop
 
         loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    # Block before any thread starts: threads inherit the mask.
+    with aiosig.block(signal.SIGUSR1), asyncio.Runner(loop_factory=loop_factory) as runner:
         sys.exit(runner.run(main()))
