@@ -30,7 +30,9 @@ from ._receiver import SignalReceiver, open_signal_receiver
 from ._run import run
 from ._siginfo import SigInfo
 from ._spawn import Blocked, block, create_subprocess_exec, create_subprocess_shell, popen
+from ._timers import IntervalTimer, Tick, alarm, setitimer
 from ._waits import sigtimedwait, sigwait, sigwaitinfo
+from ._watchdog import BlockedLoop, Watchdog, watchdog
 
 __all__ = (
     "ITIMER_PROF",
@@ -50,13 +52,18 @@ __all__ = (
     "SIGVTALRM",
     "SIGWINCH",
     "Blocked",
+    "BlockedLoop",
     "HandlerHandle",
+    "IntervalTimer",
     "Policy",
     "SigInfo",
     "SignalReceiver",
     "Signals",
     "ThreadMask",
+    "Tick",
+    "Watchdog",
     "add_handler",
+    "alarm",
     "block",
     "create_subprocess_exec",
     "create_subprocess_shell",
@@ -64,10 +71,12 @@ __all__ = (
     "open_signal_receiver",
     "popen",
     "run",
+    "setitimer",
     "sigqueue",
     "sigtimedwait",
     "sigwait",
     "sigwaitinfo",
     "thread_mask_audit",
     "threads_not_blocking",
+    "watchdog",
 )

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeAlias, TypeVar
 
+from . import _timers
 from ._hub import get_hub
 
 __all__ = ("getsignal", "set_wakeup_fd", "signal")
@@ -58,6 +59,7 @@ def _stdlib_doc(original: Callable[..., Any]) -> Callable[[_F], _F]:
     def decorate(replacement: _F) -> _F:
         replacement.__doc__ = original.__doc__
         replacement.__module__ = "aiosig.core"
+        replacement.__name__ = replacement.__qualname__ = original.__name__
         return replacement
 
     return decorate
@@ -166,3 +168,10 @@ def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
     warn = bool(warn_on_full_buffer)
     _check_wakeup_fd(fdnum)
     return hub.set_user_wakeup_fd(fdnum, warn)
+
+
+# The itimer functions: while aiosig's timers share a kernel timer, they read and set the
+# user's own (virtual) timer; otherwise they are the stdlib's (see aiosig._timers, Rule 3).
+alarm = _stdlib_doc(_stdlib.alarm)(_timers.core_alarm)
+setitimer = _stdlib_doc(_stdlib.setitimer)(_timers.core_setitimer)
+getitimer = _stdlib_doc(_stdlib.getitimer)(_timers.core_getitimer)

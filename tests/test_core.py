@@ -24,7 +24,7 @@ from aiosig._hub import get_hub
 from aiosig._siginfo import SigInfo
 from tests.conftest import LoopFactory
 
-REPLACED = ("getsignal", "set_wakeup_fd", "signal")
+REPLACED = ("alarm", "getitimer", "getsignal", "set_wakeup_fd", "setitimer", "signal")
 
 
 def public_names(module: object) -> set[str]:
