@@ -14,27 +14,41 @@ the previous owner. The Python-level trampoline adds nothing to that path.
 Rule 3 (the trampoline repairs the fd): a Python-level handler is needed for CPython to write
 a byte at all, so each managed signal gets ``_trampoline``. It runs in the main thread between
 bytecodes, possibly in the middle of the hub's own code, so it only bumps ints in
-preallocated lists, swaps the wakeup fd (never get-then-set), and calls the handler the user
-would have had without aiosig. If the swap shows someone took the fd (asyncio's
-add_signal_handler or its last remove_signal_handler, a uvloop run starting or ending), the
-bytes of the deliveries since then went to the thief: the hub chains to the thief, takes the
-fd back, and the trampolines running in that batch count their delivery as *recovered*, to
-be dispatched from the counters. A null byte written to the pipe wakes a reader to do so.
+preallocated lists and sets plain attributes (the reader does the rest under its lock),
+swaps the wakeup fd (never get-then-set), and calls the handler the user would have had
+without aiosig. If the swap shows someone took the fd (asyncio's add_signal_handler or its
+last remove_signal_handler, a uvloop run starting or ending), the hub takes it back and
+becomes *suspicious*: until the reader next runs, every trampoline also writes a *marker*
+byte (0x80 | signum) after its delivery's byte. In the pipe, a marker with no byte of its
+signal since that signal's previous marker means the delivery's byte went to the thief: the
+reader recovers one delivery for it. The thief is chained to (Rule 2's forwarding). The
+reader is also suspicious while the pipe is half full: a marker that does not fit tells the
+reader that the signal's byte probably did not either.
 
   Alternatives rejected: dispatching from the trampoline alone (trio) cannot count real-time
   signals (CPython coalesces Python-level handler calls) and costs a round trip on uvloop;
-  dispatching from bytes alone goes deaf whenever the fd is taken.
+  dispatching from bytes alone goes deaf whenever the fd is taken; a marker on every
+  delivery (not only while suspicious) would be wrong, not just slower: a delivery that
+  lands between CPython clearing a signal's flag and the trampoline writing its marker has
+  its byte before that marker, so the next marker would recover it a second time.
 
-  Known limits: a delivery whose byte went to a thief is recovered once per trampoline run, so
-  a burst of real-time signals that arrives while the fd is taken is undercounted (standard
-  signals still get their delivery after the last send); a delivery arriving between the
-  theft's detection and the reader's next wakeup may be seen twice. Both need the fd to be
-  taken by someone else, and the hub takes it back on the first delivery.
+  Known limits: a delivery is recovered once per trampoline run, so a burst of real-time
+  signals that arrives while the fd is taken is undercounted (standard signals still get
+  their delivery after the last send), and the race above can show a delivery twice while
+  suspicious. Both need the fd to be taken (or 512 KiB of unread bytes); the hub takes the
+  fd back on the first delivery, and `aiosig.run` takes it at the start of each run. uvloop
+  takes it at the start of every run: a burst that arrives before the first delivery or
+  aiosig call of a later run is the case to know about.
 
 Rule 4 (installation is reference counted per signal): the first subscription installs the
 trampoline and saves the disposition; the last restores exactly that (not SIG_DFL), and only
 if the trampoline is still installed; the wakeup fd goes back to the previous owner only if
-the current one is still ours and the saved number still names the same file.
+the current one is still ours and the saved number still names the same file. A delivery
+that found no live subscription (it arrived while the last one was closing) is not
+swallowed: once the disposition is back, if that is the default action, the signal is raised
+again so the action happens. Subscriptions end with their loop: a loop that shuts down its
+async generators (``asyncio.run``, ``Runner.close``) closes them, and a loop found closed at
+any entry point has its subscriptions closed.
 
 Rule 5 (threads): the OS-level install must happen in the main thread. A loop in another
 thread subscribes to a signal the hub already holds at once; otherwise the install is run on
@@ -50,29 +64,35 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import signal
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from types import FrameType
-from typing import Any
 
 from ._siginfo import SigInfo
+from ._subscription import (
+    Deliver,
+    FrameHook,
+    Handler,
+    Reservation,
+    Subscription,
+    check_signal,
+    signal_name,
+)
 from ._wakeup import Chains, SelfPipe
 
-__all__ = ("Hub", "Reservation", "Subscription", "get_hub")
-
-Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
-Deliver = Callable[[SigInfo], object]
-FrameHook = Callable[[int, FrameType | None], object]
+__all__ = ("Hub", "Reservation", "Subscription", "check_signal", "get_hub")
 
 _NSIG = signal.NSIG
-_UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
-_FAULTS = frozenset(
-    getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL") if hasattr(signal, n)
-)
 _MAIN_THREAD_INSTALL_TIMEOUT = 5.0
+_MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
+_NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
+_NO_THIEF = -2
+
+Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
 
 
 def _is_main_thread() -> bool:
@@ -83,94 +103,20 @@ def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
     return type(loop).__module__.startswith("uvloop")
 
 
-def check_signal(signum: object) -> int:
-    """Validate a signal number as ``signal.signal`` does, then apply aiosig's own refusals.
-
-    The stdlib converts with ``int()`` first (so ``"10"`` and ``10.0`` mean SIGUSR1), and
-    its C layer rejects what is left; the errors here are the same, type and message.
-    """
+def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
     try:
-        num: int = int(signum)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"'{type(signum).__name__}' object cannot be interpreted as an integer"
-        ) from None
-    if not -(2**31) <= num < 2**31:
-        raise OverflowError("Python int too large to convert to C int")
-    if not 1 <= num < _NSIG:
-        raise ValueError("signal number out of range")
-    if num in _UNCATCHABLE:
-        raise OSError(22, "Invalid argument")
-    if num in _FAULTS:
-        raise ValueError(
-            f"{signal.Signals(num).name} is a synchronous fault signal that a loop cannot "
-            "handle after the fact; use the faulthandler module instead."
-        )
-    return num
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
-class Subscription:
-    """Deliveries of some signals to one callback on one loop; ``close()`` is idempotent."""
+class _LoopWatch:
+    """Per loop: how many subscriptions read the pipe there, and the shutdown sentinel."""
 
-    def __init__(
-        self,
-        hub: Hub,
-        signals: frozenset[int],
-        deliver: Deliver,
-        loop: asyncio.AbstractEventLoop,
-        chain: bool = True,
-        in_handler: FrameHook | None = None,
-    ) -> None:
-        self.signals = signals
-        self.loop = loop
-        self.chain = chain
-        self.in_handler = in_handler
-        self._deliver = deliver
-        self._hub = hub
-        self.closed = False
-
-    def deliver(self, info: SigInfo) -> None:
-        """Call the callback; an exception goes to the loop's exception handler."""
-        if self.closed:
-            return
-        try:
-            self._deliver(info)
-        except Exception as exc:
-            self.loop.call_exception_handler(
-                {"message": "aiosig subscription callback failed", "exception": exc}
-            )
-
-    def close(self) -> None:
-        """Stop deliveries; the last subscription of a signal restores its disposition."""
-        if not self.closed:
-            self.closed = True
-            self._hub._unsubscribe(self)
-
-    def __repr__(self) -> str:
-        names = ",".join(sorted(_name(s) for s in self.signals))
-        return f"<Subscription {names}{' closed' if self.closed else ''}>"
-
-
-_NAMES = frozenset(int(s) for s in signal.Signals)
-
-
-def _name(signum: int) -> str:
-    return signal.Signals(signum).name if signum in _NAMES else str(signum)
-
-
-class Reservation:
-    """Holds signals installed without a loop (see ``Hub.reserve``); ``close()`` releases."""
-
-    def __init__(self, hub: Hub, signals: frozenset[int]) -> None:
-        self.signals = signals
-        self._hub = hub
-        self.closed = False
-
-    def close(self) -> None:
-        """Release the signals; idempotent."""
-        if not self.closed:
-            self.closed = True
-            self._hub._release(self.signals)
+    def __init__(self) -> None:
+        self.count = 0
+        self.active = True
+        self.sentinel: AsyncGenerator[None, None] | None = None
 
 
 class Hub:
@@ -188,18 +134,20 @@ class Hub:
         self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
         self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
         self._hooks: list[tuple[Subscription, ...]] = [()] * _NSIG  # those with in_handler
-        self._loops: dict[asyncio.AbstractEventLoop, int] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopWatch] = {}
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
-        # Written by the trampoline only (ints in preallocated lists: safe between bytecodes).
-        self._runs = [0] * _NSIG
-        self._recovered = [0] * _NSIG
-        self._theft_signum = 0  # nonzero while a trampoline pass follows a detected theft
-        self._theft_frame: FrameType | None = None
-        # Read by the reader only.
-        self._recovered_done = [0] * _NSIG
-        self._runs_seen = [0] * _NSIG
-        self.stats = {"dispatched": 0, "recovered": 0, "thefts": 0, "overflows": 0}
+        self._carry = b""  # bytes a raising chained handler kept from being dispatched
+        # Written by the trampoline (ints, list items and plain attributes only).
+        self._suspect = False
+        self._thief = _NO_THIEF
+        self._unmarked = [0] * _NSIG
+        self._orphans = [0] * _NSIG
+        # The reader's own.
+        self._seen = [0] * _NSIG  # bytes of each signal since its last marker
+        self._unmarked_done = [0] * _NSIG
+        self._orphans_done = [0] * _NSIG
+        self.stats = {"dispatched": 0, "recovered": 0, "thefts": 0}
 
     # ---- the trampoline -------------------------------------------------------------------
 
@@ -208,26 +156,23 @@ class Hub:
         pipe = self._pipe
         if pipe is None:
             return
-        self._runs[signum] += 1
-        if self._theft_signum and (signum <= self._theft_signum or frame is not self._theft_frame):
-            self._theft_signum = 0  # a new pass of CPython's handler loop: the batch is over
         if self._owning:
             try:
                 cur = signal.set_wakeup_fd(pipe.w, warn_on_full_buffer=False)
             except (ValueError, OSError):
                 cur = pipe.w
             if cur != pipe.w:
-                # Rare path: someone took the fd; chain to them. Allocation is fine here.
-                self._adopt_chain(cur)
+                self._thief = cur  # the reader chains to it
+                self._suspect = True
                 self.stats["thefts"] += 1
-                self._theft_signum = -1
-        if self._theft_signum:
-            # This delivery's byte went to the thief. So did those of the signals still
-            # tripped in this same pass of CPython's handler loop, which runs handlers in
-            # increasing signal order with one frame: they are recovered too.
-            self._theft_signum, self._theft_frame = signum, frame
-            self._recovered[signum] += 1
-            pipe.wake()
+        if self._suspect:
+            try:
+                os.write(pipe.w, _MARKERS[signum])
+            except OSError:  # full: the byte before it most likely did not fit either
+                self._unmarked[signum] += 1
+                pipe.wake()
+        if not any(sub.live for sub in self._subs[signum]):
+            self._orphans[signum] += 1  # see Rule 4
         for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
             try:
                 sub.in_handler(signum, frame)  # type: ignore[misc]
@@ -236,9 +181,6 @@ class Hub:
         handler = self._user[signum]
         if callable(handler) and not self._nochain[signum]:
             handler(signum, frame)  # may raise: Ctrl-C chained to KeyboardInterrupt on purpose
-
-    def _adopt_chain(self, fd: int) -> None:
-        self._chains.push(fd)
 
     # ---- ownership ------------------------------------------------------------------------
 
@@ -250,22 +192,42 @@ class Hub:
         if prev != self._pipe.w:
             # Deliveries during a theft run their trampoline, which notices; this one only
             # catches thefts that no delivery has seen yet, so nothing needs recovering.
-            self._adopt_chain(prev)
+            self._chains.push(prev)
         self._owning = True
 
     def _audit(self) -> None:
-        """Entry-point re-check (main thread): the fd is ours and our trampolines are in place.
+        """Entry-point re-check (main thread, lock held).
 
-        A handler someone installed over a trampoline (``loop.add_signal_handler`` for the
-        same signal, say) becomes the user's handler, and the trampoline goes back in front.
+        The fd is ours, our trampolines are in place (a handler someone installed over one,
+        ``loop.add_signal_handler`` for the same signal say, becomes the user's handler and
+        the trampoline goes back in front), subscriptions of closed loops are closed, and
+        releases handed over by other threads are applied.
         """
-        if not self._owning or not _is_main_thread():
+        if not _is_main_thread():
+            return
+        self._prune_closed_loops()
+        self._release_pending()
+        if not self._owning:
             return
         self._own_fd()
         for signum in self._held:
             if signal.getsignal(signum) is not self._tramp:
                 self._user[signum] = signal.signal(signum, self._tramp)
-        self._release_pending()
+
+    def take_back(self) -> None:
+        """Re-check ownership now (at the start of a loop run, say); cheap when all is well."""
+        with self._lock:
+            self._audit()
+
+    def _prune_closed_loops(self) -> None:
+        closed = [loop for loop in self._loops if loop.is_closed()]
+        for loop in closed:
+            self._close_loop_subscriptions(loop)
+
+    def _close_loop_subscriptions(self, loop: asyncio.AbstractEventLoop) -> None:
+        doomed = {sub for s in self._held for sub in self._subs[s] if sub.loop is loop}
+        for sub in doomed:
+            sub.close()
 
     def _install(self, signums: Iterable[int]) -> None:
         """Main thread only: take a reference on each signal, installing on the first."""
@@ -274,13 +236,22 @@ class Hub:
         try:
             for signum in signums:
                 if self._refs[signum] == 0:
-                    self._user[signum] = signal.signal(signum, self._tramp)
-                    self._held.add(signum)
+                    self._take_disposition(signum)
                 self._refs[signum] += 1
                 done.append(signum)
         except BaseException:
             self._release_now(done)
             raise
+
+    def _take_disposition(self, signum: int) -> None:
+        if signal.getsignal(signum) is None:
+            raise RuntimeError(
+                f"{signal_name(signum)} has a handler that was not installed from Python, "
+                "which aiosig could not put back; leave this signal to that handler."
+            )
+        self._user[signum] = signal.signal(signum, self._tramp)
+        self._orphans_done[signum] = self._orphans[signum]
+        self._held.add(signum)
 
     def _release(self, signums: Iterable[int]) -> None:
         if _is_main_thread():
@@ -302,29 +273,47 @@ class Hub:
 
     def _release_now(self, signums: Iterable[int]) -> None:
         with self._lock:
+            released = []
             for signum in signums:
                 self._refs[signum] -= 1
                 if self._refs[signum] == 0:
                     self._held.discard(signum)
                     self._restore_disposition(signum)
+                    released.append(signum)
             if self._owning and not self._held:
                 self._restore_fd()
+        for signum in released:
+            self._raise_orphans(signum)
 
     def _restore_disposition(self, signum: int) -> None:
         user, self._user[signum] = self._user[signum], None
         if signal.getsignal(signum) is self._tramp and user is not None:
-            signal.signal(signum, user)
+            signal.signal(signum, _fresh(signum, user))
+
+    def _raise_orphans(self, signum: int) -> None:
+        """Deliveries nobody received take the restored default action (Rule 4)."""
+        orphans = self._orphans[signum] - self._orphans_done[signum]
+        self._orphans_done[signum] = self._orphans[signum]
+        if orphans > 0 and not self._refs[signum] and signal.getsignal(signum) == signal.SIG_DFL:
+            signal.raise_signal(signum)
 
     def _restore_fd(self) -> None:
         assert self._pipe is not None
         self._owning = False
+        self._adopt_thief()
         target = self._chains.top
         cur = signal.set_wakeup_fd(target.fd, warn_on_full_buffer=target.warn_on_full_buffer)
         if cur != self._pipe.w:  # someone took it meanwhile: theirs stays
             signal.set_wakeup_fd(cur)
-        # Bytes still in the pipe belong to the previous owner's signals: hand them over.
+        # Bytes still in the pipe belong to the previous owners' signals: hand them over.
         self._deliver_bytes(self._pipe.drain(), None)
         self._chains.close()
+        self._suspect = False
+
+    def _adopt_thief(self) -> None:
+        thief, self._thief = self._thief, _NO_THIEF
+        if thief != _NO_THIEF:
+            self._chains.push(thief)
 
     # ---- subscribing ----------------------------------------------------------------------
 
@@ -364,11 +353,15 @@ class Hub:
         self._refuse(signums, loop)
         sub = Subscription(self, signums, deliver, loop, chain, in_handler)
         self._acquire(signums, loop)
-        with self._lock:
-            for s in signums:
-                self._subs[s] = (*self._subs[s], sub)
-                self._update_trampoline_table(s)
-            self._add_reader(loop)
+        try:
+            with self._lock:
+                self._add_reader(loop)
+                for s in signums:
+                    self._subs[s] = (*self._subs[s], sub)
+                    self._update_trampoline_table(s)
+        except BaseException:
+            self._release(signums)
+            raise
         return sub
 
     def _update_trampoline_table(self, signum: int) -> None:
@@ -379,8 +372,9 @@ class Hub:
     def reserve(self, signals: Iterable[int]) -> Reservation:
         """Install `signals` from the main thread without a loop, for loops in other threads.
 
-        Deliveries before a loop subscribes are not kept; the disposition is the trampoline,
-        chaining to the user's handler.
+        A delivery that arrives while no loop subscribes is held until the reservation
+        closes; then, if the disposition is the default action, the signal is raised again.
+        Close the reservation after the other threads' subscriptions.
         """
         signums = frozenset(check_signal(s) for s in signals)
         if not _is_main_thread():
@@ -418,7 +412,7 @@ class Hub:
     def _install_from_main_thread(self, signums: frozenset[int]) -> None:
         main = self._main_loop() if self._main_loop else None
         if main is None or main.is_closed() or not main.is_running():
-            names = ", ".join(sorted(_name(s) for s in signums))
+            names = ", ".join(sorted(signal_name(s) for s in signums))
             raise RuntimeError(
                 f"only the main thread can install signal handlers, and no main-thread loop "
                 f"that uses aiosig is running: reserve {names} from the main thread first "
@@ -427,18 +421,22 @@ class Hub:
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def install() -> None:
-            try:
-                with self._lock:
+            with self._lock:
+                if not done.set_running_or_notify_cancel():
+                    return  # the thread gave up waiting: taking a reference would leak it
+                try:
                     self._install(signums)
-            except BaseException as exc:
-                done.set_exception(exc)
-            else:
-                done.set_result(None)
+                except BaseException as exc:
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
 
         main.call_soon_threadsafe(install)
         try:
             done.result(_MAIN_THREAD_INSTALL_TIMEOUT)
         except concurrent.futures.TimeoutError:
+            if not done.cancel():  # installed just now after all
+                return
             raise RuntimeError(
                 "the main thread's loop did not install the signal handlers within "
                 f"{_MAIN_THREAD_INSTALL_TIMEOUT:g} s (is it blocked?); call Hub.reserve() "
@@ -450,26 +448,46 @@ class Hub:
             for s in sub.signals:
                 self._subs[s] = tuple(x for x in self._subs[s] if x is not sub)
                 self._update_trampoline_table(s)
-            self._remove_reader(sub.loop)
+            loop = sub.loop
+            if loop.is_running() and not _in_loop_thread(loop) and not loop.is_closed():
+                # The count and the reader change together, on the loop's thread, so that a
+                # subscription made there meanwhile keeps its reader.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._remove_reader, loop)
+            else:
+                self._remove_reader(loop)
         self._release(sub.signals)
 
     def _add_reader(self, loop: asyncio.AbstractEventLoop) -> None:
-        n = self._loops.get(loop, 0)
-        self._loops[loop] = n + 1
-        if n == 0:
+        watch = self._loops.get(loop)
+        if watch is None:
+            watch = self._loops[loop] = _LoopWatch()
+        watch.count += 1
+        if watch.count == 1:
             assert self._pipe is not None
             loop.add_reader(self._pipe.r, self._on_readable, loop)
+            watch.sentinel = _start_sentinel(self, loop, watch)
 
     def _remove_reader(self, loop: asyncio.AbstractEventLoop) -> None:
-        n = self._loops.pop(loop, 0) - 1
-        if n > 0:
-            self._loops[loop] = n
-        elif self._pipe is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError, ValueError):
-                if loop.is_running() and not _in_loop_thread(loop):
-                    loop.call_soon_threadsafe(loop.remove_reader, self._pipe.r)
-                else:
+        with self._lock:
+            watch = self._loops.get(loop)
+            if watch is None:
+                return
+            watch.count -= 1
+            if watch.count > 0:
+                return
+            del self._loops[loop]
+            watch.active = False  # its sentinel, when finalized, must not close anything
+            watch.sentinel = None
+            if self._pipe is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError, ValueError):
                     loop.remove_reader(self._pipe.r)
+
+    def _loop_shutting_down(self, loop: asyncio.AbstractEventLoop, watch: _LoopWatch) -> None:
+        """The loop shuts down its async generators: its subscriptions end (Rule 4)."""
+        if watch.active:
+            with self._lock:
+                self._close_loop_subscriptions(loop)
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -477,69 +495,76 @@ class Hub:
         pipe = self._pipe
         if pipe is None:
             return
-        if _is_main_thread():
-            self._audit()
         with self._lock:
-            runs = self._runs.copy()  # before draining: these runs' bytes are all read below
+            self._audit()
+            self._adopt_thief()
             data = pipe.drain()
-            if len(data) >= pipe.capacity:
-                self._recover_overflow(runs, data)
-            self._runs_seen = runs
-            self._deliver_bytes(data, loop)
+            # Half full: bytes may soon be dropped; markers will tell which (Rule 3).
+            self._suspect = len(data) >= pipe.capacity // 2
+            carry, self._carry = self._carry, b""
+            self._chains.forward(data.translate(None, _NOT_SIGNALS))
+            self._deliver_bytes(carry + data, loop, forward=False)
+            if not self._suspect:
+                # Markers only compare bytes within a suspicious stretch: a byte read before
+                # it must not hide the loss of a later delivery.
+                self._seen = [0] * _NSIG
 
-    def _recover_overflow(self, runs: list[int], data: bytes) -> None:
-        """The pipe may have been full, and CPython drops bytes silently then: a signal whose
-        trampoline ran since the last read but that has no byte gets one recovered delivery."""
-        self.stats["overflows"] += 1
-        for signum in self._held:
-            if runs[signum] != self._runs_seen[signum] and signum not in data:
-                self._recovered[signum] += 1
-        if self._pipe is not None:
-            self._pipe.wake()
-
-    def _deliver_bytes(self, data: bytes, here: asyncio.AbstractEventLoop | None) -> None:
-        """Dispatch one delivery per signal byte, then what the trampolines recovered."""
-        batches: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]] = {}
-        subs_for = self._subs
-        plain = SigInfo.plain
+    def _deliver_bytes(
+        self, data: bytes, here: asyncio.AbstractEventLoop | None, *, forward: bool = True
+    ) -> None:
+        """Dispatch one delivery per signal byte, recover what markers say went elsewhere."""
+        if forward:
+            self._chains.forward(data.translate(None, _NOT_SIGNALS))
+        batches: Batches = {}
         n = 0
-        for signum in data:
-            for sub in subs_for[signum]:
-                self._deliver_one(sub, plain(signum), here, batches)
-                n += 1
-        if b"\0" in data:
-            n += self._deliver_recovered(here, batches)
-        if data:
-            self._chains.forward(data.replace(b"\0", b"") if b"\0" in data else data)
-        self.stats["dispatched"] += n
-        for loop, batch in batches.items():
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                loop.call_soon_threadsafe(_run_batch, batch)
+        i = 0
+        try:
+            subs_for, seen, plain = self._subs, self._seen, SigInfo.plain
+            for i, byte in enumerate(data):  # noqa: B007  (i is read after an exception)
+                if byte < 0x80:
+                    seen[byte] += 1
+                    for sub in subs_for[byte]:
+                        self._deliver_one(sub, plain(byte), here, batches)
+                        n += 1
+                else:
+                    n += self._on_marker(byte & 0x7F, here, batches)
+            i = len(data)
+            for signum in range(1, _NSIG):
+                lost = self._unmarked[signum] - self._unmarked_done[signum]
+                if lost > 0:
+                    self._unmarked_done[signum] += lost
+                    n += self._on_marker(signum, here, batches)
+        except BaseException:
+            # A chained handler raised (Ctrl-C) inside this loop: keep the rest for next time.
+            self._carry = data[i + 1 :] + self._carry
+            if self._pipe is not None:
+                self._pipe.wake()
+            raise
+        finally:
+            self.stats["dispatched"] += n
+            for loop, batch in batches.items():
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    loop.call_soon_threadsafe(_run_batch, batch)
 
-    def _deliver_recovered(
-        self,
-        here: asyncio.AbstractEventLoop | None,
-        batches: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]],
+    def _on_marker(
+        self, signum: int, here: asyncio.AbstractEventLoop | None, batches: Batches
     ) -> int:
-        n = 0
-        for signum in range(1, _NSIG):
-            count = self._recovered[signum] - self._recovered_done[signum]
-            if count <= 0:
-                continue
-            self._recovered_done[signum] += count
-            self.stats["recovered"] += count
-            for _ in range(count):
-                for sub in self._subs[signum]:
-                    self._deliver_one(sub, SigInfo.plain(signum), here, batches)
-                    n += 1
-        return n
+        """A trampoline ran: if no byte of its signal came since the last marker, recover."""
+        seen, self._seen[signum] = self._seen[signum], 0
+        if seen or not 0 < signum < _NSIG:
+            return 0
+        self.stats["recovered"] += 1
+        info = SigInfo.plain(signum)
+        for sub in self._subs[signum]:
+            self._deliver_one(sub, info, here, batches)
+        return len(self._subs[signum])
 
     @staticmethod
     def _deliver_one(
         sub: Subscription,
         info: SigInfo,
         here: asyncio.AbstractEventLoop | None,
-        batches: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]],
+        batches: Batches,
     ) -> None:
         if sub.loop is here:
             sub.deliver(info)
@@ -569,18 +594,21 @@ class Hub:
 
     def user_wakeup_fd(self) -> int:
         """The wakeup fd the user would have without aiosig (-1 for none)."""
-        return self._chains.top.fd
+        with self._lock:
+            self._adopt_thief()
+            return self._chains.top.fd
 
     def set_user_wakeup_fd(self, fd: int, warn_on_full_buffer: bool) -> int:
         """Chain `fd` in place of the previous owner; return the previous user-visible fd."""
         with self._lock:
             self._audit()
+            self._adopt_thief()
             return self._chains.replace_top(fd, warn_on_full_buffer)
 
     # ---- fork -----------------------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
-        """Drop the parent's state (Rule 6); cheap when the hub is idle."""
+        """Drop the parent's state (Rule 6) and go inert; cheap when the hub is idle."""
         pipe = self._pipe
         if pipe is None:
             return
@@ -591,15 +619,55 @@ class Hub:
         for signum in self._held:
             with contextlib.suppress(ValueError, OSError, TypeError):
                 self._restore_disposition(signum)
+        for subs in self._subs:
+            for sub in subs:
+                sub.closed = True  # closing one in the child must not touch the new hub
         self._chains.close()
         pipe.close()
+        self._pipe = None
+        self._owning = False
+        self._refs = [0] * _NSIG
+        self._held.clear()
+        self._subs = [()] * _NSIG
+        self._loops.clear()
 
 
-def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
+def _fresh(signum: int, handler: Handler) -> Handler:
+    """The handler to put back: asyncio.Runner's Ctrl-C handler of a finished run is stale.
+
+    Runner restores ``default_int_handler`` only if its own handler is still installed; when
+    aiosig's trampoline was on top at the end of the run, that falls to aiosig.
+    """
+    if signum == signal.SIGINT and isinstance(handler, functools.partial):
+        owner = getattr(handler.func, "__self__", None)
+        task = handler.keywords.get("main_task")
+        if isinstance(owner, asyncio.Runner) and task is not None and task.done():
+            return signal.default_int_handler
+    return handler
+
+
+def _start_sentinel(
+    hub: Hub, loop: asyncio.AbstractEventLoop, watch: _LoopWatch
+) -> AsyncGenerator[None, None] | None:
+    """An async generator the running loop finalizes in ``shutdown_asyncgens`` (Rule 4).
+
+    Started here so that the loop's first-iteration hook registers it; the hub keeps the
+    only strong reference (the loop's registry is weak).
+    """
+    if not (loop.is_running() and _in_loop_thread(loop)):
+        return None
+
+    async def sentinel() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            hub._loop_shutting_down(loop, watch)
+
+    agen = sentinel()
+    step = agen.asend(None)
+    with contextlib.suppress(StopIteration):
+        step.send(None)
+    return agen
 
 
 def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> None:
@@ -628,7 +696,8 @@ def get_hub() -> Hub:
 
 
 def _after_fork_in_child() -> None:
-    global _hub
+    global _hub, _hub_lock
+    _hub_lock = threading.Lock()  # another thread may have held it at the fork
     hub, _hub = _hub, None
     if hub is not None:
         hub._after_fork_in_child()

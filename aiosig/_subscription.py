@@ -1,0 +1,130 @@
+"""Subscriptions: what the hub delivers to, and the validation every entry point shares."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ._siginfo import SigInfo
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+
+__all__ = (
+    "Deliver",
+    "FrameHook",
+    "Handler",
+    "Reservation",
+    "Subscription",
+    "check_signal",
+    "signal_name",
+)
+
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+Deliver = Callable[[SigInfo], object]
+FrameHook = Callable[[int, FrameType | None], object]
+
+_NSIG = signal.NSIG
+_UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
+_FAULTS = frozenset(
+    getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL") if hasattr(signal, n)
+)
+
+
+def check_signal(signum: object) -> int:
+    """Validate a signal number as ``signal.signal`` does, then apply aiosig's own refusals.
+
+    The stdlib converts with ``int()`` first (so ``"10"`` and ``10.0`` mean SIGUSR1), and
+    its C layer rejects what is left; the errors here are the same, type and message.
+    """
+    try:
+        num: int = int(signum)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"'{type(signum).__name__}' object cannot be interpreted as an integer"
+        ) from None
+    if not -(2**31) <= num < 2**31:
+        raise OverflowError("Python int too large to convert to C int")
+    if not 1 <= num < _NSIG:
+        raise ValueError("signal number out of range")
+    if num in _UNCATCHABLE:
+        raise OSError(22, "Invalid argument")
+    if num in _FAULTS:
+        raise ValueError(
+            f"{signal.Signals(num).name} is a synchronous fault signal that a loop cannot "
+            "handle after the fact; use the faulthandler module instead."
+        )
+    return num
+
+
+class Subscription:
+    """Deliveries of some signals to one callback on one loop; ``close()`` is idempotent."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        signals: frozenset[int],
+        deliver: Deliver,
+        loop: asyncio.AbstractEventLoop,
+        chain: bool = True,
+        in_handler: FrameHook | None = None,
+    ) -> None:
+        self.signals = signals
+        self.loop = loop
+        self.chain = chain
+        self.in_handler = in_handler
+        self._deliver = deliver
+        self._hub = hub
+        self.closed = False
+
+    @property
+    def live(self) -> bool:
+        """Open, and its loop is not closed."""
+        return not self.closed and not self.loop.is_closed()
+
+    def deliver(self, info: SigInfo) -> None:
+        """Call the callback; an exception goes to the loop's exception handler."""
+        if self.closed:
+            return
+        try:
+            self._deliver(info)
+        except Exception as exc:
+            self.loop.call_exception_handler(
+                {"message": "aiosig subscription callback failed", "exception": exc}
+            )
+
+    def close(self) -> None:
+        """Stop deliveries; the last subscription of a signal restores its disposition."""
+        if not self.closed:
+            self.closed = True
+            self._hub._unsubscribe(self)
+
+    def __repr__(self) -> str:
+        names = ",".join(sorted(signal_name(s) for s in self.signals))
+        return f"<Subscription {names}{' closed' if self.closed else ''}>"
+
+
+_NAMES = frozenset(int(s) for s in signal.Signals)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGUSR1`` for 10, ``35`` for a real-time signal without a name."""
+    return signal.Signals(signum).name if signum in _NAMES else str(signum)
+
+
+class Reservation:
+    """Holds signals installed without a loop (see ``Hub.reserve``); ``close()`` releases."""
+
+    def __init__(self, hub: Hub, signals: frozenset[int]) -> None:
+        self.signals = signals
+        self._hub = hub
+        self.closed = False
+
+    def close(self) -> None:
+        """Release the signals; idempotent."""
+        if not self.closed:
+            self.closed = True
+            self._hub._release(self.signals)
