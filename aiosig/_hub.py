@@ -69,9 +69,17 @@ import os
 import signal
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Iterable
 from types import FrameType
 
+from ._loops import (
+    LoopWatch,
+    fresh_handler,
+    in_loop_thread,
+    is_main_thread,
+    is_uvloop,
+    start_sentinel,
+)
 from ._siginfo import SigInfo
 from ._subscription import (
     Deliver,
@@ -95,30 +103,6 @@ _NO_THIEF = -2
 Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
 
 
-def _is_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
-    return type(loop).__module__.startswith("uvloop")
-
-
-def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
-class _LoopWatch:
-    """Per loop: how many subscriptions read the pipe there, and the shutdown sentinel."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.active = True
-        self.sentinel: AsyncGenerator[None, None] | None = None
-
-
 class Hub:
     """The process-wide owner of dispositions and the wakeup fd (see the module header)."""
 
@@ -134,7 +118,7 @@ class Hub:
         self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
         self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
         self._hooks: list[tuple[Subscription, ...]] = [()] * _NSIG  # those with in_handler
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopWatch] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, LoopWatch] = {}
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
         self._carry = b""  # bytes a raising chained handler kept from being dispatched
@@ -203,7 +187,7 @@ class Hub:
         the trampoline goes back in front), subscriptions of closed loops are closed, and
         releases handed over by other threads are applied.
         """
-        if not _is_main_thread():
+        if not is_main_thread():
             return
         self._prune_closed_loops()
         self._release_pending()
@@ -254,7 +238,7 @@ class Hub:
         self._held.add(signum)
 
     def _release(self, signums: Iterable[int]) -> None:
-        if _is_main_thread():
+        if is_main_thread():
             self._release_now(signums)
             self._release_pending()
             return
@@ -288,7 +272,7 @@ class Hub:
     def _restore_disposition(self, signum: int) -> None:
         user, self._user[signum] = self._user[signum], None
         if signal.getsignal(signum) is self._tramp and user is not None:
-            signal.signal(signum, _fresh(signum, user))
+            signal.signal(signum, fresh_handler(signum, user))
 
     def _raise_orphans(self, signum: int) -> None:
         """Deliveries nobody received take the restored default action (Rule 4)."""
@@ -345,7 +329,7 @@ class Hub:
         """
         signums = frozenset(check_signal(s) for s in signals)
         loop = loop if loop is not None else asyncio.get_running_loop()
-        if loop.is_running() and not _in_loop_thread(loop):
+        if loop.is_running() and not in_loop_thread(loop):
             raise RuntimeError(
                 "subscribe from the thread that runs the loop (hand the call over with "
                 "loop.call_soon_threadsafe)."
@@ -377,14 +361,14 @@ class Hub:
         Close the reservation after the other threads' subscriptions.
         """
         signums = frozenset(check_signal(s) for s in signals)
-        if not _is_main_thread():
+        if not is_main_thread():
             raise RuntimeError("reserve() installs signal handlers: call it from the main thread.")
         with self._lock:
             self._install(signums)
         return Reservation(self, signums)
 
     def _refuse(self, signums: frozenset[int], loop: asyncio.AbstractEventLoop) -> None:
-        if signal.SIGCHLD in signums and _is_uvloop(loop):
+        if signal.SIGCHLD in signums and is_uvloop(loop):
             raise RuntimeError(
                 "SIGCHLD is owned by uvloop's child watcher (libuv); wait for child processes "
                 "with asyncio's subprocess API (await proc.wait()) instead."
@@ -396,7 +380,7 @@ class Hub:
             )
 
     def _acquire(self, signums: frozenset[int], loop: asyncio.AbstractEventLoop) -> None:
-        if _is_main_thread():
+        if is_main_thread():
             with self._lock:
                 self._audit()
                 self._install(signums)
@@ -449,7 +433,7 @@ class Hub:
                 self._subs[s] = tuple(x for x in self._subs[s] if x is not sub)
                 self._update_trampoline_table(s)
             loop = sub.loop
-            if loop.is_running() and not _in_loop_thread(loop) and not loop.is_closed():
+            if loop.is_running() and not in_loop_thread(loop) and not loop.is_closed():
                 # The count and the reader change together, on the loop's thread, so that a
                 # subscription made there meanwhile keeps its reader.
                 with contextlib.suppress(RuntimeError):
@@ -461,12 +445,14 @@ class Hub:
     def _add_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         watch = self._loops.get(loop)
         if watch is None:
-            watch = self._loops[loop] = _LoopWatch()
+            watch = self._loops[loop] = LoopWatch()
         watch.count += 1
         if watch.count == 1:
             assert self._pipe is not None
             loop.add_reader(self._pipe.r, self._on_readable, loop)
-            watch.sentinel = _start_sentinel(self, loop, watch)
+            watch.sentinel = start_sentinel(
+                loop, watch, functools.partial(self._loop_shutting_down, loop)
+            )
 
     def _remove_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -483,11 +469,10 @@ class Hub:
                 with contextlib.suppress(RuntimeError, ValueError):
                     loop.remove_reader(self._pipe.r)
 
-    def _loop_shutting_down(self, loop: asyncio.AbstractEventLoop, watch: _LoopWatch) -> None:
+    def _loop_shutting_down(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop shuts down its async generators: its subscriptions end (Rule 4)."""
-        if watch.active:
-            with self._lock:
-                self._close_loop_subscriptions(loop)
+        with self._lock:
+            self._close_loop_subscriptions(loop)
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -630,44 +615,6 @@ class Hub:
         self._held.clear()
         self._subs = [()] * _NSIG
         self._loops.clear()
-
-
-def _fresh(signum: int, handler: Handler) -> Handler:
-    """The handler to put back: asyncio.Runner's Ctrl-C handler of a finished run is stale.
-
-    Runner restores ``default_int_handler`` only if its own handler is still installed; when
-    aiosig's trampoline was on top at the end of the run, that falls to aiosig.
-    """
-    if signum == signal.SIGINT and isinstance(handler, functools.partial):
-        owner = getattr(handler.func, "__self__", None)
-        task = handler.keywords.get("main_task")
-        if isinstance(owner, asyncio.Runner) and task is not None and task.done():
-            return signal.default_int_handler
-    return handler
-
-
-def _start_sentinel(
-    hub: Hub, loop: asyncio.AbstractEventLoop, watch: _LoopWatch
-) -> AsyncGenerator[None, None] | None:
-    """An async generator the running loop finalizes in ``shutdown_asyncgens`` (Rule 4).
-
-    Started here so that the loop's first-iteration hook registers it; the hub keeps the
-    only strong reference (the loop's registry is weak).
-    """
-    if not (loop.is_running() and _in_loop_thread(loop)):
-        return None
-
-    async def sentinel() -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            hub._loop_shutting_down(loop, watch)
-
-    agen = sentinel()
-    step = agen.asend(None)
-    with contextlib.suppress(StopIteration):
-        step.send(None)
-    return agen
 
 
 def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> None:

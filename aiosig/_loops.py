@@ -1,0 +1,95 @@
+"""What the hub needs to know about loops, threads and runners.
+
+A subscription lives on a loop, and ends with it: the hub registers a sentinel async
+generator on each loop it reads on, which ``shutdown_asyncgens`` (called by ``asyncio.run``
+and ``Runner.close``, on asyncio and uvloop alike) finalizes, telling the hub to close that
+loop's subscriptions. The loop's registry of async generators is weak, so the hub keeps the
+only strong reference, and a retired sentinel is marked inactive before it is dropped: when
+the garbage collector finalizes it later, nothing is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import signal
+import threading
+from collections.abc import AsyncGenerator, Callable
+
+from ._subscription import Handler
+
+__all__ = (
+    "LoopWatch",
+    "fresh_handler",
+    "in_loop_thread",
+    "is_main_thread",
+    "is_uvloop",
+    "start_sentinel",
+)
+
+
+def is_main_thread() -> bool:
+    """True in the thread that may install signal handlers."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True for a uvloop loop (libuv owns SIGCHLD there)."""
+    return type(loop).__module__.startswith("uvloop")
+
+
+def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when called from inside `loop`, running in this thread."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+class LoopWatch:
+    """Per loop: how many subscriptions read the pipe there, and the shutdown sentinel."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.active = True
+        self.sentinel: AsyncGenerator[None, None] | None = None
+
+
+def fresh_handler(signum: int, handler: Handler) -> Handler:
+    """The handler to put back: asyncio.Runner's Ctrl-C handler of a finished run is stale.
+
+    Runner restores ``default_int_handler`` only if its own handler is still installed; when
+    aiosig's trampoline was on top at the end of the run, that falls to aiosig.
+    """
+    if signum == signal.SIGINT and isinstance(handler, functools.partial):
+        owner = getattr(handler.func, "__self__", None)
+        task = handler.keywords.get("main_task")
+        if isinstance(owner, asyncio.Runner) and task is not None and task.done():
+            return signal.default_int_handler
+    return handler
+
+
+def start_sentinel(
+    loop: asyncio.AbstractEventLoop, watch: LoopWatch, on_shutdown: Callable[[], None]
+) -> AsyncGenerator[None, None] | None:
+    """An async generator the running loop finalizes in ``shutdown_asyncgens`` (Rule 4).
+
+    Started here so that the loop's first-iteration hook registers it; the hub keeps the
+    only strong reference (the loop's registry is weak).
+    """
+    if not (loop.is_running() and in_loop_thread(loop)):
+        return None
+
+    async def sentinel() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if watch.active:
+                on_shutdown()
+
+    agen = sentinel()
+    step = agen.asend(None)
+    with contextlib.suppress(StopIteration):
+        step.send(None)
+    return agen
