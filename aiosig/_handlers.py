@@ -2,8 +2,10 @@
 
 Theory of operation
 -------------------
-A handler is a hub subscription whose callback starts the handler (a task for coroutine
-functions, a direct call for plain ones) according to its policy:
+A handler is a consumer of both sources (``_precise.open_consumer``: plain deliveries from
+the hub, blocked signals from the loop's signalfd), whose callback calls the handler according
+to its policy; whatever the handler returns that is awaitable (a coroutine function's
+coroutine, or a plain function's, a lambda's, a wrapper's) runs as a task under the policy:
 
 - ``"serial"``: one run at a time; deliveries during a run coalesce into one more run, with
   the latest `SigInfo` (the kernel merges standard signals the same way);
@@ -15,29 +17,31 @@ the handle is removed are cancelled; the handle keeps them referenced until they
 ``await handle.aclose()`` waits for that. Under ``asyncio.run``/``aiosig.run`` the runner
 cancels and awaits them at exit, so there is no "Task was destroyed but it is pending".
 
-``@aiosig.on`` at module level (no loop running) only records the handler; the next
-`aiosig.run` starts it on its loop. Anywhere else without a running loop, `add_handler`
-raises: a handler bound to no loop would be a silent no-op.
+``@aiosig.on`` at module level (no loop running) only records the handler; each
+`aiosig.run` starts every recorded handler on its loop. Anywhere else without a running loop,
+`add_handler` raises: a handler bound to no loop would be a silent no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Literal, TypeVar
 
-from ._hub import check_signal, get_hub
+from ._hub import check_signal
+from ._precise import open_consumer
 from ._siginfo import SigInfo
 
-__all__ = ("HandlerHandle", "Policy", "add_handler", "on", "start_pending_handlers")
+__all__ = ("HandlerHandle", "Policy", "add_handler", "on", "start_recorded_handlers")
 
 Policy = Literal["serial", "concurrent", "drop"]
 HandlerFn = Callable[[SigInfo], object] | Callable[[SigInfo], Awaitable[object]]
 F = TypeVar("F", bound=Callable[..., object])
 
 _POLICIES = ("serial", "concurrent", "drop")
-_pending: list[tuple[tuple[int, ...], HandlerFn, Policy]] = []
+_recorded: list[tuple[tuple[int, ...], HandlerFn, Policy, bool]] = []
 
 
 class HandlerHandle:
@@ -49,60 +53,61 @@ class HandlerHandle:
         fn: HandlerFn,
         policy: Policy,
         loop: asyncio.AbstractEventLoop,
+        *,
+        chain: bool = True,
     ) -> None:
         self.signals = signals
         self.policy = policy
         self._fn = fn
-        # An instance whose __call__ is a coroutine function counts too.
-        call = None if inspect.isroutine(fn) else type(fn).__call__
-        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
         self._loop = loop
         self._tasks: set[asyncio.Task[object]] = set()
         self._again: SigInfo | None = None  # serial: the run owed after the current one
-        self._sub = get_hub().subscribe(signals, self._on_delivery, loop=loop)
+        self._consumer = open_consumer(signals, self._on_delivery, _no_limit, loop, chain=chain)
 
     @property
     def removed(self) -> bool:
-        """True once `remove` was called."""
-        return self._sub.closed
+        """True once `remove` was called (or the loop shut down)."""
+        return self._consumer.closed
 
     def _on_delivery(self, info: SigInfo) -> None:
-        if not self._is_async:
-            result = self._fn(info)  # an exception reaches the loop's handler through the hub
-            if inspect.isawaitable(result):  # a plain function that returned a coroutine
-                self._track(result)
-            return
+        # The policy is decided before calling fn, whatever fn is: a lambda or a wrapper that
+        # returns a coroutine is a run in progress as much as a coroutine function is.
         if self._tasks and self.policy != "concurrent":
             if self.policy == "serial":
                 self._again = info
             return
-        self._start(info)
+        self._run(info)  # an exception reaches the loop's exception handler through the source
 
-    def _start(self, info: SigInfo) -> None:
-        self._track(self._fn(info))
-
-    def _track(self, awaitable: object) -> None:
-        task: asyncio.Task[object] = asyncio.ensure_future(awaitable, loop=self._loop)  # type: ignore[call-overload]
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+    def _run(self, info: SigInfo) -> None:
+        result = self._fn(info)
+        if inspect.isawaitable(result):
+            task: asyncio.Task[object] = asyncio.ensure_future(result, loop=self._loop)
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            self._loop.call_exception_handler(
-                {
-                    "message": f"aiosig handler {self._fn!r} failed",
-                    "exception": task.exception(),
-                    "task": task,
-                }
-            )
+            self._report(task.exception(), task)
         again, self._again = self._again, None
         if again is not None and not self.removed:
-            self._start(again)
+            try:
+                self._run(again)
+            except Exception as exc:
+                self._report(exc, None)
+
+    def _report(self, exc: BaseException | None, task: asyncio.Task[object] | None) -> None:
+        context: dict[str, object] = {
+            "message": f"aiosig handler {self._fn!r} failed",
+            "exception": exc,
+        }
+        if task is not None:
+            context["task"] = task
+        self._loop.call_exception_handler(context)
 
     def remove(self) -> None:
         """Stop handling; cancel runs in progress. Idempotent."""
-        self._sub.close()
+        self._consumer.close()
         self._again = None
         for task in self._tasks:
             task.cancel()
@@ -114,6 +119,10 @@ class HandlerHandle:
             await asyncio.wait(set(self._tasks))
 
 
+def _no_limit() -> int:
+    return sys.maxsize  # a handler takes every delivery: it never holds the precise source back
+
+
 def _check_policy(policy: str) -> Policy:
     if policy not in _POLICIES:
         raise ValueError(
@@ -122,13 +131,23 @@ def _check_policy(policy: str) -> Policy:
     return policy  # type: ignore[return-value]
 
 
-def add_handler(signal: int, fn: HandlerFn, *, policy: Policy = "serial") -> HandlerHandle:
+def add_handler(
+    signal: int, fn: HandlerFn, *, policy: Policy = "serial", chain: bool = True
+) -> HandlerHandle:
     """Run `fn(info)` for each delivery of `signal`, on the running loop.
+
+    If `signal` is blocked in the calling thread when the handler is added, deliveries are
+    read precisely (full siginfo) on Linux. Block first, then add the handler: a signal
+    blocked afterwards stays pending in the kernel and never reaches it.
 
     Args:
         signal: The signal.
-        fn: A function or coroutine function taking a `SigInfo`.
+        fn: A function or coroutine function taking a `SigInfo`; a function that returns an
+            awaitable counts as a coroutine function (the policy applies to it).
         policy: ``"serial"``, ``"concurrent"`` or ``"drop"`` (see the module docs).
+        chain: False to take over the signal's meaning while the handler is registered: the
+            handler that was installed before aiosig (``asyncio.Runner``'s Ctrl-C handler for
+            SIGINT, a user's own handler) is not called for it then.
 
     Returns:
         The handle; ``handle.remove()`` unregisters it.
@@ -137,10 +156,10 @@ def add_handler(signal: int, fn: HandlerFn, *, policy: Policy = "serial") -> Han
         RuntimeError: No running loop (from a coroutine, or use ``@aiosig.on`` at module
             level with `aiosig.run`).
     """
-    return _add((signal,), fn, _check_policy(policy))
+    return _add((signal,), fn, _check_policy(policy), chain)
 
 
-def _add(signals: tuple[int, ...], fn: HandlerFn, policy: Policy) -> HandlerHandle:
+def _add(signals: tuple[int, ...], fn: HandlerFn, policy: Policy, chain: bool) -> HandlerHandle:
     if not callable(fn):
         raise TypeError(f"handler must be callable, not {type(fn).__name__}.")
     signums = frozenset(check_signal(s) for s in signals)
@@ -151,14 +170,14 @@ def _add(signals: tuple[int, ...], fn: HandlerFn, policy: Policy) -> HandlerHand
             "add_handler() needs a running event loop: call it from a coroutine, or use "
             "@aiosig.on at module level and start the program with aiosig.run()."
         ) from None
-    return HandlerHandle(signums, fn, policy, loop)
+    return HandlerHandle(signums, fn, policy, loop, chain=chain)
 
 
-def on(*signals: int, policy: Policy = "serial") -> Callable[[F], F]:
+def on(*signals: int, policy: Policy = "serial", chain: bool = True) -> Callable[[F], F]:
     """Decorator form of `add_handler` for one or more signals.
 
     Inside a running loop it registers at once (the handle is ``fn.aiosig_handle``); at
-    module level it records the handler for the next `aiosig.run`.
+    module level it records the handler, and every later `aiosig.run` starts it on its loop.
     """
     _check_policy(policy)
     signums = tuple(check_signal(s) for s in signals)
@@ -169,16 +188,19 @@ def on(*signals: int, policy: Policy = "serial") -> Callable[[F], F]:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            _pending.append((signums, fn, policy))
+            _recorded.append((signums, fn, policy, chain))
             return fn
-        fn.aiosig_handle = _add(signums, fn, policy)  # type: ignore[attr-defined]
+        fn.aiosig_handle = _add(signums, fn, policy, chain)  # type: ignore[attr-defined]
         return fn
 
     return decorate
 
 
-def start_pending_handlers() -> list[HandlerHandle]:
-    """Start the handlers ``@on`` recorded at module level, on the running loop."""
-    pending = list(_pending)
-    _pending.clear()
-    return [_add(signums, fn, policy) for signums, fn, policy in pending]
+def start_recorded_handlers() -> Iterator[HandlerHandle]:
+    """Start the handlers ``@on`` recorded at module level on the running loop, one by one.
+
+    A generator, so that a caller holds each handle as soon as it is started and can remove
+    the started ones if a later one fails. The record is kept: every run starts them all.
+    """
+    for signums, fn, policy, chain in tuple(_recorded):
+        yield _add(signums, fn, policy, chain)

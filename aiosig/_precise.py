@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 A signal that every thread blocks stays pending in the kernel with its full siginfo (sender
 pid and uid, si_code, the sigqueue value) and, for real-time signals, one queue entry per
-send. A signalfd reads exactly that, in order, from the loop. Consumers (receivers, waits)
-say which signals they want and how much room they have; the source reads a signal only while
-every consumer of it has room, so a full receiver leaves signals in the kernel's queue
-(back-pressure that the kernel's RLIMIT_SIGPENDING bounds) instead of dropping them.
+send. A signalfd reads exactly that, in order, from the loop. Consumers (receivers, waits,
+handlers) say which signals they want and how much room they have; the source reads a signal
+only while every consumer of it has room, so a full receiver leaves signals in the kernel's
+queue (back-pressure that the kernel's RLIMIT_SIGPENDING bounds) instead of dropping them.
 
 Why this is safe although trio rejected signalfd: its objection is that signalfd only sees
 signals that are blocked, and a blocked mask is inherited by every thread started afterwards
@@ -24,37 +24,45 @@ SIGTERM or SIGINT to work. aiosig answers each part instead of avoiding the tool
   empty mask, and the docs say loudly that plain ``subprocess`` and ``multiprocessing`` do not.
   (uvloop's children get an empty mask from libuv anyway.)
 
-One source per loop; deliveries are broadcast to every consumer that wants the signal.
+Rule 1 (one door for every subscriber): `open_consumer` is how receivers, waits and handlers
+subscribe. It makes the hub subscription (plain deliveries, and stray ones from threads that
+do not block) and registers the blocked subset with the loop's source, so that every
+subscriber sees every delivery whichever path it took. The blocked subset is decided when the
+consumer opens: a signal blocked later is read by nobody (block first, then subscribe). If
+anything fails after the hub subscription was made, it is closed again before the error
+propagates.
+
+Rule 2 (one source per loop, and only while it has consumers): the source holds its loop
+weakly and exists only while some consumer of that loop wants a blocked signal. It has one
+signalfd for its whole life (with an empty mask while every consumer is full), closed when
+the last consumer goes, when the loop shuts down its async generators (``asyncio.run``,
+``Runner.close``), and, for a loop closed without that, at the next use of this module.
+Precise delivery is per loop: two loops wanting the same blocked signal each have a
+signalfd, and each delivery is read by one of them (a documented limit).
+
+This module sits above the hub (it subscribes through it); the hub never imports it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import weakref
-from typing import Protocol
+from collections.abc import Callable
 
 from . import _platform
+from ._hub import Subscription, get_hub
+from ._loops import LoopWatch, start_sentinel
 from ._siginfo import SigInfo
 
-__all__ = ("Consumer", "PreciseSource", "blocked_signals", "precise_source")
+__all__ = ("Consumer", "PreciseSource", "blocked_signals", "open_consumer", "precise_source")
 
 _READ_BATCH = 256
 
-
-class Consumer(Protocol):
-    """What a precise source feeds: a receiver or a wait."""
-
-    precise_signals: frozenset[int]
-
-    def room(self) -> int:
-        """How many more deliveries it can take now."""
-        ...
-
-    def offer(self, info: SigInfo) -> None:
-        """Take one delivery (only called while ``room() > 0``)."""
-        ...
+Offer = Callable[[SigInfo], object]
+Room = Callable[[], int]
 
 
 def blocked_signals() -> frozenset[int]:
@@ -64,55 +72,195 @@ def blocked_signals() -> frozenset[int]:
     return frozenset(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, ()))
 
 
+class Consumer:
+    """One subscriber fed by both sources: the hub (plain) and the loop's signalfd (precise).
+
+    Made by `open_consumer`. ``offer(info)`` takes one delivery; the precise source calls it
+    only while ``room() > 0``, the hub on every plain delivery.
+
+    Attributes:
+        signals: The signals it wants.
+        precise_signals: The subset read from the loop's signalfd (blocked when it opened).
+        subscription: The hub subscription.
+    """
+
+    def __init__(
+        self,
+        signals: frozenset[int],
+        precise_signals: frozenset[int],
+        offer: Offer,
+        room: Room,
+        subscription: Subscription,
+    ) -> None:
+        self.signals = signals
+        self.precise_signals = precise_signals
+        self.subscription = subscription
+        self._offer = offer
+        self._room = room
+        self._source: PreciseSource | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once closed (by `close`, or by the hub when the loop shut down)."""
+        return self._closed or self.subscription.closed
+
+    def room(self) -> int:
+        """How many more precise deliveries it can take now."""
+        return 0 if self._closed else self._room()
+
+    def offer(self, info: SigInfo) -> None:
+        """Take one delivery."""
+        self._offer(info)
+
+    def refresh(self) -> None:
+        """Tell the precise source that `room` grew (a full receiver was read from)."""
+        if self._source is not None and not self._closed:
+            self._source.refresh()
+
+    def read_pending(self) -> None:
+        """Read what the loop's signalfd has now, for every consumer (does not block)."""
+        if self._source is not None and not self._closed:
+            self._source.read()
+
+    def close(self) -> None:
+        """Stop both sources; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._source is not None:
+                self._source.remove(self)
+        finally:
+            self.subscription.close()
+
+
+def open_consumer(
+    signals: frozenset[int],
+    offer: Offer,
+    room: Room,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    chain: bool = True,
+) -> Consumer:
+    """Subscribe `offer` to every delivery of `signals` on `loop`, plain and precise (Rule 1).
+
+    Call it in the loop's thread: the signals that thread blocks are read precisely.
+
+    Args:
+        signals: Validated signal numbers.
+        offer: Takes one delivery; may raise (the loop's exception handler gets it).
+        room: How many more precise deliveries `offer` can take now.
+        loop: The running loop.
+        chain: As for `Hub.subscribe`: False to stop calling the handler that was
+            installed before aiosig while this consumer lives.
+
+    Returns:
+        The consumer; ``close()`` ends both subscriptions.
+
+    Raises:
+        Whatever `Hub.subscribe` or ``signalfd`` raises; nothing stays subscribed then.
+    """
+    subscription = get_hub().subscribe(signals, offer, loop=loop, chain=chain)
+    try:
+        precise = signals & blocked_signals() if _platform.HAVE_SIGNALFD else frozenset()
+        consumer = Consumer(signals, precise, offer, room, subscription)
+        if precise:
+            consumer._source = precise_source(loop)
+            consumer._source.add(consumer)
+    except BaseException:
+        subscription.close()
+        raise
+    return consumer
+
+
 class PreciseSource:
     """A signalfd on one loop, reading the signals its consumers want while they have room."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._fd = -1
-        self._mask: frozenset[int] = frozenset()
+        self._loop = weakref.ref(loop)
         self._consumers: list[Consumer] = []
+        self._mask: frozenset[int] = frozenset()
+        self._retired = False
+        # One signalfd for the source's life (an empty mask while every consumer is full):
+        # the finalizer closes it exactly once, at retirement or when the source is collected.
+        self._fd = _platform.signalfd(-1, (), _platform.SFD_NONBLOCK | _platform.SFD_CLOEXEC)
+        self._close_fd = weakref.finalize(self, os.close, self._fd)
+        try:
+            loop.add_reader(self._fd, self._on_readable)
+        except BaseException:
+            self._close_fd()
+            raise
+        # Rule 2: the loop's shutdown_asyncgens retires the source. The sentinel refers to the
+        # source weakly, so that it does not keep it (and through the reader, the loop) alive.
+        self._watch = LoopWatch()
+        self._sentinel = start_sentinel(
+            loop, self._watch, functools.partial(_retire, weakref.ref(self))
+        )
 
     def add(self, consumer: Consumer) -> None:
         """Start feeding `consumer`."""
         self._consumers.append(consumer)
-        self.refresh()
+        try:
+            self.refresh()
+        except BaseException:
+            self.remove(consumer)
+            raise
 
     def remove(self, consumer: Consumer) -> None:
-        """Stop feeding `consumer`; the last one closes the signalfd."""
+        """Stop feeding `consumer`; the last one retires the source."""
         with contextlib.suppress(ValueError):
             self._consumers.remove(consumer)
-        self.refresh()
+        if self._consumers:
+            self.refresh()
+        else:
+            self.retire()
 
     def refresh(self) -> None:
         """Read exactly the signals whose every consumer has room (call when room changes)."""
+        if self._retired:
+            return
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            self.retire()
+            return
         wanted: set[int] = set()
         full: set[int] = set()
         for consumer in self._consumers:
             (wanted if consumer.room() > 0 else full).update(consumer.precise_signals)
         mask = frozenset(wanted - full)
-        if mask == self._mask:
-            return
-        if not mask:
-            self._close()
-            return
-        if self._fd < 0:
-            flags = _platform.SFD_NONBLOCK | _platform.SFD_CLOEXEC
-            self._fd = _platform.signalfd(-1, mask, flags)
-            self._loop.add_reader(self._fd, self._on_readable)
-        else:
+        if mask != self._mask:
             _platform.signalfd(self._fd, mask, 0)
-        self._mask = mask
+            self._mask = mask
 
-    def _close(self) -> None:
+    def read(self) -> None:
+        """Read what is pending now and offer it to every consumer that wants it."""
+        self._on_readable()
+
+    def retire(self) -> None:
+        """Close the signalfd for good and forget the consumers; idempotent."""
+        if self._retired:
+            return
+        self._retired = True
+        self._consumers.clear()
         self._mask = frozenset()
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            if not self._loop.is_closed():
-                self._loop.remove_reader(fd)
-            os.close(fd)
+        loop = self._loop()
+        if loop is not None:
+            if _sources.get(loop) is self:
+                del _sources[loop]
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError, ValueError):
+                    loop.remove_reader(self._fd)
+        self._close_fd()
+        self._watch.active = False
+        sentinel, self._sentinel = self._sentinel, None
+        if sentinel is not None:  # finish it now rather than leave it to a loop task
+            with contextlib.suppress(StopIteration, RuntimeError):
+                sentinel.aclose().send(None)
 
     def _on_readable(self) -> None:
+        if self._retired:
+            return
         rooms = [c.room() for c in self._consumers if c.precise_signals & self._mask]
         limit = min([_READ_BATCH, *rooms])
         if limit <= 0:
@@ -121,8 +269,24 @@ class PreciseSource:
         for info in _platform.read_signalfd(self._fd, limit):
             for consumer in tuple(self._consumers):
                 if info.si_signo in consumer.precise_signals and consumer.room() > 0:
-                    consumer.offer(info)
+                    self._offer(consumer, info)
         self.refresh()
+
+    def _offer(self, consumer: Consumer, info: SigInfo) -> None:
+        try:
+            consumer.offer(info)
+        except Exception as exc:  # a handler's own error: the others still get the delivery
+            loop = self._loop()
+            if loop is not None:
+                loop.call_exception_handler(
+                    {"message": "aiosig precise delivery callback failed", "exception": exc}
+                )
+
+
+def _retire(ref: weakref.ref[PreciseSource]) -> None:
+    source = ref()
+    if source is not None:
+        source.retire()
 
 
 _sources: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PreciseSource] = (
@@ -130,10 +294,18 @@ _sources: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PreciseSource] = 
 )
 
 
-def precise_source(loop: asyncio.AbstractEventLoop) -> PreciseSource | None:
-    """The loop's precise source, or None where signalfd is not available."""
-    if not _platform.HAVE_SIGNALFD:
-        return None
+def precise_source(loop: asyncio.AbstractEventLoop) -> PreciseSource:
+    """The running loop's precise source, made on first use (Linux only).
+
+    Sources of loops that were closed without shutting down their async generators are
+    retired here.
+
+    Raises:
+        NotImplementedError: signalfd is not available.
+        OSError: From ``signalfd`` (EMFILE).
+    """
+    for other in [other for other in _sources if other.is_closed()]:
+        _sources[other].retire()
     source = _sources.get(loop)
     if source is None:
         source = _sources[loop] = PreciseSource(loop)

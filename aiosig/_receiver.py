@@ -9,9 +9,11 @@ Rule 1 (bounded, never silent): the buffer holds ``maxsize`` deliveries (64 Ki b
 a plain delivery beyond that is counted in ``overflowed`` and dropped; a precise one is not
 read from the kernel at all until there is room (see ``_precise``).
 
-Rule 2 (independent): every receiver sees every delivery; receivers of one signal may be
-nested or overlap and close in any order: the hub's reference counting restores the
-disposition that was there before the first one, whatever the order.
+Rule 2 (independent): every receiver sees every delivery (as do handlers and waits: all of
+them subscribe through ``_precise.open_consumer``); receivers of one signal may be nested or
+overlap and close in any order: the hub's reference counting restores the disposition that
+was there before the first one, whatever the order. One task iterates a receiver at a time: a
+second concurrent ``__anext__`` raises instead of silently orphaning the first.
 
 Rule 3 (what is buffered at exit is not lost): a user's own Python handler has seen every
 delivery already (the hub's trampoline chains to it). What nobody handled is a delivery still
@@ -31,7 +33,7 @@ from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
 from ._hub import check_signal, get_hub
-from ._precise import blocked_signals, precise_source
+from ._precise import open_consumer
 from ._siginfo import SigInfo
 
 __all__ = ("SignalReceiver", "open_signal_receiver")
@@ -49,7 +51,9 @@ class SignalReceiver(AsyncIterator[SigInfo]):
         precise_signals: The signals it reads from a signalfd (blocked when it was opened).
     """
 
-    def __init__(self, signals: Iterable[int], maxsize: int = DEFAULT_MAXSIZE) -> None:
+    def __init__(
+        self, signals: Iterable[int], maxsize: int = DEFAULT_MAXSIZE, *, chain: bool = True
+    ) -> None:
         signums = frozenset(check_signal(s) for s in signals)
         if not signums:
             raise ValueError("open_signal_receiver() needs at least one signal.")
@@ -62,26 +66,24 @@ class SignalReceiver(AsyncIterator[SigInfo]):
         self._buffer: deque[SigInfo] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._sub = get_hub().subscribe(signums, self._on_plain, loop=self._loop)
-        self._source = precise_source(self._loop)
-        self.precise_signals = signums & blocked_signals() if self._source else frozenset()
-        if self._source is not None and self.precise_signals:
-            self._source.add(self)
+        self._consumer = open_consumer(signums, self.offer, self.room, self._loop, chain=chain)
+        self.precise_signals = self._consumer.precise_signals
 
     # ---- fed by the hub (plain) and the precise source ------------------------------------
-
-    def _on_plain(self, info: SigInfo) -> None:
-        if len(self._buffer) >= self.maxsize:
-            self.overflowed += 1
-            return
-        self.offer(info)
 
     def room(self) -> int:
         """How many more deliveries fit in the buffer."""
         return 0 if self._closed else self.maxsize - len(self._buffer)
 
     def offer(self, info: SigInfo) -> None:
-        """Buffer one delivery and wake the reader."""
+        """Buffer one delivery and wake the reader; count it in `overflowed` if full.
+
+        The precise source offers only while there is room; a plain delivery can find the
+        buffer full.
+        """
+        if len(self._buffer) >= self.maxsize:
+            self.overflowed += 1
+            return
         self._buffer.append(info)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -98,18 +100,28 @@ class SignalReceiver(AsyncIterator[SigInfo]):
         return self
 
     async def __anext__(self) -> SigInfo:
-        """Wait for and return the next delivery; cancelling the wait loses nothing."""
+        """Wait for and return the next delivery; cancelling the wait loses nothing.
+
+        Raises:
+            StopAsyncIteration: The receiver is closed and its buffer empty.
+            RuntimeError: Another task is already waiting on this receiver.
+        """
         while not self._buffer:
             if self._closed:
                 raise StopAsyncIteration
+            if self._waiter is not None:
+                raise RuntimeError(
+                    "another task is already waiting on this receiver; give each task its "
+                    "own receiver."
+                )
             self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
         info = self._buffer.popleft()
-        if self._source is not None and len(self._buffer) == self.maxsize - 1:
-            self._source.refresh()  # it had no room: it may read again
+        if len(self._buffer) == self.maxsize - 1:
+            self._consumer.refresh()  # it had no room: the precise source may read again
         return info
 
     async def __aenter__(self) -> SignalReceiver:
@@ -132,9 +144,7 @@ class SignalReceiver(AsyncIterator[SigInfo]):
         if self._closed:
             return
         self._closed = True
-        if self._source is not None and self.precise_signals:
-            self._source.remove(self)
-        self._sub.close()
+        self._consumer.close()
         leftover, self._buffer = self._buffer, deque()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -154,16 +164,25 @@ def _raise_again(leftover: Iterable[SigInfo]) -> None:
         signal.raise_signal(signum)
 
 
-def open_signal_receiver(*signals: int, maxsize: int = DEFAULT_MAXSIZE) -> SignalReceiver:
+def open_signal_receiver(
+    *signals: int, maxsize: int = DEFAULT_MAXSIZE, chain: bool = True
+) -> SignalReceiver:
     """Receive `signals` from now on, as an async iterator of `SigInfo`.
 
     Use it as ``async with aiosig.open_signal_receiver(SIGHUP) as receiver:
     async for info in receiver: ...``. It registers at once, before the first ``await``.
-    Signals the calling thread blocks are read precisely (full siginfo) on Linux.
+    One task iterates a receiver at a time; give each task its own receiver.
+
+    Signals the calling thread blocks *when the receiver opens* are read precisely (full
+    siginfo) on Linux. Block first, then open: a signal blocked after the receiver opened
+    stays pending in the kernel and is never delivered to it.
 
     Args:
         *signals: The signals to receive.
         maxsize: How many deliveries to buffer before counting overflow.
+        chain: False to take over the signals' meaning while the receiver is open: the
+            handler that was installed before aiosig (``asyncio.Runner``'s Ctrl-C handler for
+            SIGINT, a user's own handler) is not called for them then.
 
     Returns:
         The receiver.
@@ -172,4 +191,4 @@ def open_signal_receiver(*signals: int, maxsize: int = DEFAULT_MAXSIZE) -> Signa
         RuntimeError: No running loop, or the hub refuses a signal (see `Hub.subscribe`).
         ValueError, TypeError, OSError: A bad signal, as ``signal.signal`` raises.
     """
-    return SignalReceiver(signals, maxsize)
+    return SignalReceiver(signals, maxsize, chain=chain)

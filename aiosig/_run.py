@@ -2,28 +2,37 @@
 
 Graceful shutdown (deadlines, escalation, exit status) will build on this entry point; for
 now it is ``asyncio.Runner`` plus the module-level handlers, removed again when `main` ends.
+Every run starts every recorded handler; if one fails to start, those already started are
+removed, `main` is closed unrun, and the error propagates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ._handlers import start_pending_handlers
+from ._handlers import HandlerHandle, start_recorded_handlers
 
 __all__ = ("run",)
 
 T = TypeVar("T")
 
 
-async def _with_pending_handlers(main: Coroutine[Any, Any, T]) -> T:
-    handles = start_pending_handlers()
+async def _with_recorded_handlers(main: Coroutine[Any, Any, T]) -> T:
+    handles: list[HandlerHandle] = []
     try:
+        for handle in start_recorded_handlers():
+            handles.append(handle)
         return await main
     finally:
+        if inspect.getcoroutinestate(main) == inspect.CORO_CREATED:
+            main.close()  # never started: no "coroutine was never awaited" warning
         for handle in handles:
-            await handle.aclose()
+            handle.remove()
+        for handle in handles:
+            await handle.aclose()  # the runs that remove() cancelled have finished
 
 
 def run(
@@ -41,8 +50,12 @@ def run(
 
     Returns:
         What `main` returns.
+
+    Raises:
+        RuntimeError: A recorded handler could not start (the hub refused its signal); the
+            handlers started before it are removed again and `main` does not run.
     """
     if not asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
-        return runner.run(_with_pending_handlers(main))
+        return runner.run(_with_recorded_handlers(main))

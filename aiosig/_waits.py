@@ -7,13 +7,21 @@ running while a coroutine waits.
 
 Rule 1 (what is caught): a signal the calling thread blocks is read from the kernel's queue
 (precise, with the sender's siginfo, through the loop's signalfd); one already pending
-returns at once, as the stdlib's does. A signal that is not blocked is caught by a hub
+returns at once, as the stdlib's does, read through that same signalfd so that the loop's
+receivers and handlers see it too. A signal that is not blocked is caught by a hub
 subscription that lives for the duration of the wait only: between waits the previous
 disposition applies, as with the stdlib. To consume a stream, use a receiver.
 
-Rule 2 (cancel-safe): a wait that is cancelled after its delivery arrived but before the
-coroutine resumed hands the delivery to the loop's backlog; the next wait on that signal
-takes it from there first. Nothing is lost to a cancellation.
+Rule 2 (cancel-safe): a delivery that completed a wait whose coroutine was cancelled before
+it resumed goes to the loop's backlog, and so does one that reaches a wait it can no longer
+complete: its future was cancelled a moment earlier in the same loop turn (by a handler of
+the same delivery, say), or the wait was already closed. The next wait on that signal takes
+it from the backlog first.
+
+  Known limit: a delivery that another loop's hub reader queued for this loop
+  (``call_soon_threadsafe``) and that runs after the wait closed never reaches the wait: the
+  hub drops deliveries to a closed subscription. Only a wait on a loop that shares signals
+  with a loop in another thread, cancelled in that window, can lose one.
 
 Waits are subscriptions, so concurrent waits for one signal all see a delivery (broadcast).
 """
@@ -23,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import math
 import operator
-import os
 import signal
 import warnings
 import weakref
@@ -31,8 +38,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from . import _platform
-from ._hub import get_hub
-from ._precise import blocked_signals, precise_source
+from ._precise import blocked_signals, open_consumer
 from ._siginfo import SigInfo
 
 __all__ = ("sigtimedwait", "sigwait", "sigwaitinfo")
@@ -90,29 +96,36 @@ def _timeout_arg(timeout: object) -> float:
 
 
 class _Wait:
-    """One pending wait: a precise consumer and a plain subscription, for one result."""
+    """One pending wait: a consumer of both sources, for one result."""
 
     def __init__(self, signums: frozenset[int], loop: asyncio.AbstractEventLoop) -> None:
         self.future: asyncio.Future[SigInfo] = loop.create_future()
-        self.precise_signals = signums & blocked_signals()
-        self._source = precise_source(loop) if self.precise_signals else None
-        if self._source is None:
-            self.precise_signals = frozenset()
-        self._sub = get_hub().subscribe(signums, self.offer, loop=loop)
-        if self._source is not None:
-            self._source.add(self)
+        self._loop = loop
+        self._closed = False
+        self._consumer = open_consumer(signums, self.offer, self.room, loop)
 
     def room(self) -> int:
-        return 0 if self.future.done() else 1
+        return 0 if self._closed or self.future.done() else 1
 
     def offer(self, info: SigInfo) -> None:
-        if not self.future.done():
+        if self._closed or self.future.cancelled():
+            # Rule 2: it arrived during the wait, but the waiter is gone.
+            _backlogs.setdefault(self._loop, deque()).append(info)
+        elif not self.future.done():
             self.future.set_result(info)
 
+    def take_pending(self) -> None:
+        """Read a blocked signal that is already pending, through the loop's signalfd.
+
+        Through the loop's source, not a private signalfd, so that the loop's receivers and
+        handlers of that signal see the delivery too.
+        """
+        if self._consumer.precise_signals & signal.sigpending():
+            self._consumer.read_pending()
+
     def close(self) -> None:
-        if self._source is not None:
-            self._source.remove(self)
-        self._sub.close()
+        self._closed = True
+        self._consumer.close()
 
 
 def _take_backlog(loop: asyncio.AbstractEventLoop, signums: frozenset[int]) -> SigInfo | None:
@@ -125,29 +138,27 @@ def _take_backlog(loop: asyncio.AbstractEventLoop, signums: frozenset[int]) -> S
     return None
 
 
-def _take_pending(signums: frozenset[int]) -> SigInfo | None:
-    """A blocked signal that is already pending, read at once with its full siginfo."""
+def _take_pending_without_signalfd(signums: frozenset[int]) -> SigInfo | None:
+    """A blocked signal that is already pending, where there is no signalfd (not Linux)."""
+    if _platform.HAVE_SIGNALFD:
+        return None  # the loop's precise source reads it (see `_Wait.take_pending`)
     blocked = signums & blocked_signals()
     if not blocked or not blocked & signal.sigpending():
         return None
-    if _platform.HAVE_SIGNALFD:
-        fd = _platform.signalfd(-1, blocked, _platform.SFD_NONBLOCK | _platform.SFD_CLOEXEC)
-        try:
-            infos = _platform.read_signalfd(fd, 1)
-        finally:
-            os.close(fd)
-        return infos[0] if infos else None
     got = signal.sigtimedwait(blocked, 0)
     return _platform.from_struct_siginfo(got) if got is not None else None
 
 
 async def _wait(signums: frozenset[int], timeout: float | None) -> SigInfo | None:
     loop = asyncio.get_running_loop()
-    early = _take_backlog(loop, signums) or _take_pending(signums)
+    early = _take_backlog(loop, signums) or _take_pending_without_signalfd(signums)
     if early is not None:
         return early
     wait = _Wait(signums, loop)
     try:
+        wait.take_pending()
+        if wait.future.done():
+            return wait.future.result()
         if timeout is None:
             return await wait.future
         async with asyncio.timeout(timeout):

@@ -61,9 +61,11 @@ class Gate:
         self.finished += 1
 
 
-async def _burst_during_a_run(policy: aiosig.Policy) -> Gate:
+async def _burst_during_a_run(
+    policy: aiosig.Policy, wrap: Callable[[Gate], Callable[[aiosig.SigInfo], object]] = lambda g: g
+) -> Gate:
     gate = Gate()
-    handle = aiosig.add_handler(signal.SIGUSR1, gate, policy=policy)
+    handle = aiosig.add_handler(signal.SIGUSR1, wrap(gate), policy=policy)
     try:
         await send(signal.SIGUSR1)
         await until(lambda: gate.started == 1)
@@ -94,6 +96,15 @@ async def test_drop_policy_ignores_deliveries_during_a_run() -> None:
 async def test_concurrent_policy_runs_a_task_per_delivery() -> None:
     gate = await _burst_during_a_run("concurrent")
     assert gate.started == 4
+
+
+@pytest.mark.parametrize(("policy", "runs"), [("serial", 2), ("drop", 1), ("concurrent", 4)])
+@pytest.mark.asyncio
+async def test_policy_applies_to_a_plain_function_that_returns_a_coroutine(
+    policy: aiosig.Policy, runs: int
+) -> None:
+    gate = await _burst_during_a_run(policy, lambda gate: lambda info: gate(info))
+    assert gate.started == runs
 
 
 @pytest.mark.asyncio
@@ -241,3 +252,122 @@ def test_module_level_on_registers_for_the_next_aiosig_run(flavour: str) -> None
     assert "main returned [10]" in child.before_ready
     assert "default after run True" in child.before_ready
     finish(child)
+
+
+CTRL_C_HANDLER = textwrap.dedent(
+    """
+    import asyncio, signal, sys
+    import aiosig
+
+    flavour, how = sys.argv[1], sys.argv[2]
+    got = []
+
+    if how == "on":
+        @aiosig.on(signal.SIGINT, chain=False)
+        def record(info):
+            got.append(info.si_signo.name)
+
+    async def main():
+        handle = None
+        if how == "add_handler":
+            handle = aiosig.add_handler(
+                signal.SIGINT, lambda info: got.append(info.si_signo.name), chain=False
+            )
+        print("READY")
+        async with asyncio.timeout(5):
+            while not got:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # Runner's Ctrl-C handler would cancel us by now
+        if handle is not None:
+            handle.remove()
+        return "main finished " + " ".join(got)
+
+    factory = None if flavour == "asyncio" else __import__("uvloop").new_event_loop
+    print(aiosig.run(main(), loop_factory=factory))
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["add_handler", "on"])
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_ctrl_c_with_chain_false_runs_the_handler_and_does_not_cancel_main(
+    flavour: str, how: str
+) -> None:
+    child = run_child(CTRL_C_HANDLER, flavour, how)
+    child.send_signal(signal.SIGINT)
+    returncode, out, err = finish(child)
+    assert "main finished SIGINT" in out, err
+    assert returncode == 0, err
+
+
+RUN_TWICE = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    import aiosig
+
+    seen = []
+
+    @aiosig.on(signal.SIGUSR1)
+    def record(info):
+        seen.append(int(info.si_signo))
+
+    async def main():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.01)
+        seen.clear()
+        return "handled"
+
+    factory = None if sys.argv[1] == "asyncio" else __import__("uvloop").new_event_loop
+    print("first", aiosig.run(main(), loop_factory=factory))
+    print("second", aiosig.run(main(), loop_factory=factory))
+    print("default after runs", signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL)
+    print("READY")
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_every_aiosig_run_starts_the_handlers_recorded_at_module_level(flavour: str) -> None:
+    child = run_child(RUN_TWICE, flavour)
+    assert "first handled" in child.before_ready
+    assert "second handled" in child.before_ready
+    assert "default after runs True" in child.before_ready
+    finish(child)
+
+
+RUN_WITH_A_HANDLER_THAT_CANNOT_START = textwrap.dedent(
+    """
+    import signal, sys, uvloop
+    import aiosig
+
+    @aiosig.on(signal.SIGHUP)
+    async def reload(info):
+        pass
+
+    @aiosig.on(signal.SIGCHLD)  # refused on uvloop: libuv owns SIGCHLD
+    async def reap(info):
+        pass
+
+    async def main():
+        print("main ran")
+
+    try:
+        aiosig.run(main(), loop_factory=uvloop.new_event_loop)
+    except RuntimeError as exc:
+        print("refused:", "SIGCHLD" in str(exc))
+    print("SIGHUP default again:", signal.getsignal(signal.SIGHUP) == signal.SIG_DFL)
+    print("READY")
+    """
+)
+
+
+def test_aiosig_run_removes_the_started_handlers_when_a_later_one_cannot_start() -> None:
+    child = run_child(RUN_WITH_A_HANDLER_THAT_CANNOT_START)
+    returncode, _, err = finish(child)
+    assert "refused: True" in child.before_ready
+    assert "main ran" not in child.before_ready
+    assert "SIGHUP default again: True" in child.before_ready
+    assert "never awaited" not in err, err
+    assert returncode == 0, err

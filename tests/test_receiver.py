@@ -181,3 +181,63 @@ async def test_open_receiver_validates_like_the_stdlib() -> None:
 def test_open_receiver_without_a_running_loop_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="no running event loop"):
         aiosig.open_signal_receiver(signal.SIGUSR1)
+
+
+@pytest.mark.asyncio
+async def test_second_task_iterating_a_receiver_is_refused_and_the_first_still_gets_it() -> None:
+    async with aiosig.open_signal_receiver(signal.SIGUSR1) as receiver:
+        first = asyncio.ensure_future(anext(receiver))
+        await asyncio.sleep(0.01)
+        with pytest.raises(RuntimeError, match="another task is already waiting"):
+            await next_info(receiver)
+        await send(signal.SIGUSR1)
+        assert (await asyncio.wait_for(first, TIMEOUT)).si_signo == signal.SIGUSR1
+        # once the first is done, another task may iterate
+        second = asyncio.ensure_future(next_info(receiver))
+        await asyncio.sleep(0.01)
+        await send(signal.SIGUSR1)
+        assert (await asyncio.wait_for(second, TIMEOUT)).si_signo == signal.SIGUSR1
+
+
+CTRL_C_RECEIVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    import aiosig
+
+    flavour, chain = sys.argv[1], sys.argv[2] == "True"
+
+    async def main():
+        async with aiosig.open_signal_receiver(aiosig.SIGINT, chain=chain) as receiver:
+            print("READY")
+            async with asyncio.timeout(5):
+                info = await anext(receiver)
+            print("received", info.si_signo.name)
+            await asyncio.sleep(0.1)  # Runner's Ctrl-C handler would cancel us by now
+        return "main finished"
+
+    factory = None if flavour == "asyncio" else __import__("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        print(runner.run(main()))
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_ctrl_c_with_chain_false_goes_to_the_receiver_and_does_not_cancel_main(
+    flavour: str,
+) -> None:
+    child = run_child(CTRL_C_RECEIVER, flavour, "False")
+    child.send_signal(signal.SIGINT)
+    returncode, out, err = finish(child)
+    assert "received SIGINT" in out and "main finished" in out, err
+    assert returncode == 0, err
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_ctrl_c_by_default_also_reaches_runners_handler_and_cancels_main(flavour: str) -> None:
+    child = run_child(CTRL_C_RECEIVER, flavour, "True")
+    child.send_signal(signal.SIGINT)
+    returncode, out, err = finish(child)
+    assert "main finished" not in out
+    assert "KeyboardInterrupt" in err
+    assert returncode != 0

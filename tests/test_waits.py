@@ -9,6 +9,7 @@ import random
 import signal
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -80,6 +81,24 @@ async def test_cancelled_plain_wait_with_a_result_hands_it_to_the_next_wait() ->
     assert info.si_signo == signal.SIGUSR1
 
 
+@pytest.mark.asyncio
+async def test_delivery_reaching_a_cancelled_plain_wait_goes_to_the_next_wait() -> None:
+    waiting: list[asyncio.Task[aiosig.SigInfo]] = []
+    # Subscribed before the wait, so the hub calls it first for the same delivery: the
+    # delivery then reaches a wait whose future was cancelled a moment ago.
+    handle = aiosig.add_handler(signal.SIGUSR1, lambda info: waiting[0].cancel())
+    try:
+        waiting.append(asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGUSR1])))
+        await asyncio.sleep(0.01)
+        await send(signal.SIGUSR1)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting[0], TIMEOUT)
+    finally:
+        handle.remove()
+    info = await asyncio.wait_for(aiosig.sigwaitinfo([signal.SIGUSR1]), TIMEOUT)
+    assert info.si_signo == signal.SIGUSR1
+
+
 # ---- precise (blocked) waits -----------------------------------------------------------------
 
 
@@ -118,10 +137,24 @@ async def test_sigwaitinfo_gives_the_uid_of_a_sender_that_switched_to_nobody() -
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("blocked_usr1")
 async def test_already_pending_blocked_signal_returns_at_once() -> None:
-    signal.pthread_kill(__import__("threading").get_ident(), signal.SIGUSR1)
+    signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
     assert signal.SIGUSR1 in signal.sigpending()
     info = await aiosig.sigtimedwait([signal.SIGUSR1], 0)
     assert info is not None and info.precise and info.si_pid == os.getpid()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("blocked_usr1")
+async def test_already_pending_blocked_signal_taken_by_a_wait_reaches_the_loops_receiver_too() -> (
+    None
+):
+    async with aiosig.open_signal_receiver(signal.SIGUSR1) as receiver:
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        assert signal.SIGUSR1 in signal.sigpending()
+        async with asyncio.timeout(TIMEOUT):  # not wait_for: no new task, no loop turn first
+            info = await aiosig.sigwaitinfo([signal.SIGUSR1])
+            assert info.precise and info.si_pid == os.getpid()
+            assert await anext(receiver) == info
 
 
 @pytest.mark.asyncio
