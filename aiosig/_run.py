@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ._handlers import HandlerHandle, start_recorded_handlers
+from ._hub import get_hub
 
 __all__ = ("run",)
 
@@ -21,6 +22,9 @@ T = TypeVar("T")
 
 
 async def _with_recorded_handlers(main: Coroutine[Any, Any, T]) -> T:
+    # uvloop takes the wakeup fd at the start of every run: take it back before anything
+    # else, so that a burst arriving before the first delivery is counted (see _hub, Rule 3).
+    get_hub().take_back()
     handles: list[HandlerHandle] = []
     try:
         for handle in start_recorded_handlers():
