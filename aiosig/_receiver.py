@@ -30,8 +30,8 @@ import asyncio
 import signal
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from types import TracebackType
 
+from ._closing import AsyncClosing
 from ._hub import check_signal, get_hub
 from ._precise import open_consumer
 from ._siginfo import SigInfo
@@ -41,7 +41,7 @@ __all__ = ("SignalReceiver", "open_signal_receiver")
 DEFAULT_MAXSIZE = 1 << 16
 
 
-class SignalReceiver(AsyncIterator[SigInfo]):
+class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
     """An async iterator of `SigInfo`, and an async context manager that closes it.
 
     Attributes:
@@ -124,23 +124,8 @@ class SignalReceiver(AsyncIterator[SigInfo]):
             self._consumer.refresh()  # it had no room: the precise source may read again
         return info
 
-    async def __aenter__(self) -> SignalReceiver:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop receiving; idempotent. Buffered deliveries are raised again (Rule 3)."""
-        self.close()
-
     def close(self) -> None:
-        """The synchronous form of `aclose`."""
+        """Stop receiving; idempotent. Buffered deliveries are raised again (Rule 3)."""
         if self._closed:
             return
         self._closed = True

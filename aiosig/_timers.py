@@ -66,9 +66,10 @@ import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
+from ._closing import AsyncClosing
 from ._hub import Subscription, get_hub
 from ._siginfo import SigInfo
 
@@ -528,7 +529,7 @@ class Tick:
     missed: int = 0
 
 
-class IntervalTimer:
+class IntervalTimer(AsyncClosing):
     """An aiosig itimer: awaitable (next expiry) and an async iterator of `Tick`.
 
     Made by `setitimer`. Closing it (``aclose()``, or leaving ``async with``) disarms it; the
@@ -609,21 +610,6 @@ class IntervalTimer:
             self._closed = True
             self._scheduler.remove(self._entry)
             self._wake()
-
-    async def aclose(self) -> None:
-        """Disarm the timer (idempotent); waiting consumers stop iterating."""
-        self.close()
-
-    async def __aenter__(self) -> IntervalTimer:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._fired + 1} expiries"

@@ -45,8 +45,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import FrameType
 
+from ._closing import AsyncClosing
 from ._hub import Subscription, get_hub
 from ._siginfo import SigInfo
 
@@ -87,7 +88,7 @@ def _log_report(report: BlockedLoop) -> None:
     _logger.warning("%s", report.format())
 
 
-class Watchdog:
+class Watchdog(AsyncClosing):
     """Watches the running loop for blocks longer than a threshold; made by `watchdog`.
 
     Close it with ``aclose()`` (or ``close()``, or by leaving ``async with``).
@@ -173,21 +174,6 @@ class Watchdog:
         if self._thread is not threading.current_thread():
             self._thread.join(_JOIN_TIMEOUT)
         self._subscription.close()
-
-    async def aclose(self) -> None:
-        """Stop watching (idempotent)."""
-        self.close()
-
-    async def __aenter__(self) -> Watchdog:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = " closed" if self._stop.is_set() else ""
