@@ -69,7 +69,7 @@ import os
 import signal
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType
 
 from ._loops import (
@@ -99,6 +99,14 @@ _MAIN_THREAD_INSTALL_TIMEOUT = 5.0
 _MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
 _NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
 _NO_THIEF = -2
+_IGNORED_BY_DEFAULT = frozenset(
+    getattr(signal, n) for n in ("SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT") if hasattr(signal, n)
+)
+_READ_MAX = 65536  # per wakeup: consumers run between reads of a burst (SelfPipe.drain)
+_PLAIN = {s: SigInfo.plain(s) for s in range(1, _NSIG)}  # shared: a plain delivery is a number
+# The C function behind signal.getsignal: the stdlib's wrapper converts to an enum, which
+# costs 10x more, and the reader checks every held signal on every wakeup.
+_c_getsignal: Callable[[int], object] = getattr(signal.getsignal, "__wrapped__", signal.getsignal)
 
 Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
 
@@ -114,6 +122,7 @@ class Hub:
         self._owning = False
         self._refs = [0] * _NSIG
         self._held: set[int] = set()
+        self._deferred: set[int] = set()  # released, but restoring would discard pending ones
         self._user: list[Handler] = [None] * _NSIG  # what the user would have without us
         self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
         self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
@@ -126,6 +135,7 @@ class Hub:
         self._suspect = False
         self._thief = _NO_THIEF
         self._unmarked = [0] * _NSIG
+        self._unmarked_pending = False
         self._orphans = [0] * _NSIG
         # The reader's own.
         self._seen = [0] * _NSIG  # bytes of each signal since its last marker
@@ -154,9 +164,13 @@ class Hub:
                 os.write(pipe.w, _MARKERS[signum])
             except OSError:  # full: the byte before it most likely did not fit either
                 self._unmarked[signum] += 1
+                self._unmarked_pending = True
                 pipe.wake()
-        if not any(sub.live for sub in self._subs[signum]):
-            self._orphans[signum] += 1  # see Rule 4
+        for sub in self._subs[signum]:
+            if sub.live:
+                break
+        else:
+            self._orphans[signum] += 1  # nobody received it: see Rule 4
         for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
             try:
                 sub.in_handler(signum, frame)  # type: ignore[misc]
@@ -190,12 +204,20 @@ class Hub:
         if not is_main_thread():
             return
         self._prune_closed_loops()
-        self._release_pending()
-        if not self._owning:
+        if self._owning:
+            self._own_fd()
+        self._audit_dispositions()
+
+    def _audit_dispositions(self) -> None:
+        """The reader's share of `_audit`, every read: no system call, ~50 ns a signal."""
+        if not is_main_thread():
             return
-        self._own_fd()
+        if self._pending_release:
+            self._release_pending()
+        if self._deferred:
+            self._restore_deferred()
         for signum in self._held:
-            if signal.getsignal(signum) is not self._tramp:
+            if _c_getsignal(signum) is not self._tramp:
                 self._user[signum] = signal.signal(signum, self._tramp)
 
     def take_back(self) -> None:
@@ -228,6 +250,10 @@ class Hub:
             raise
 
     def _take_disposition(self, signum: int) -> None:
+        if signum in self._deferred:  # still ours, restoration pending: keep the user's
+            self._deferred.discard(signum)
+            self._held.add(signum)
+            return
         if signal.getsignal(signum) is None:
             raise RuntimeError(
                 f"{signal_name(signum)} has a handler that was not installed from Python, "
@@ -270,9 +296,24 @@ class Hub:
             self._raise_orphans(signum)
 
     def _restore_disposition(self, signum: int) -> None:
-        user, self._user[signum] = self._user[signum], None
-        if signal.getsignal(signum) is self._tramp and user is not None:
-            signal.signal(signum, fresh_handler(signum, user))
+        user = self._user[signum]
+        if _c_getsignal(signum) is not self._tramp or user is None:
+            self._user[signum] = None  # someone else's handler is there now: theirs stays
+            return
+        if _discards_pending(signum, user) and signum in signal.sigpending():
+            # Setting this disposition would make the kernel discard the blocked, pending
+            # instances that a later sigwait (aiosig's or the stdlib's) is entitled to:
+            # keep the trampoline (it acts as `user` would) until they are taken.
+            self._deferred.add(signum)
+            return
+        self._user[signum] = None
+        self._deferred.discard(signum)
+        signal.signal(signum, fresh_handler(signum, user))
+
+    def _restore_deferred(self) -> None:
+        pending = signal.sigpending()
+        for signum in [s for s in self._deferred if s not in pending and not self._refs[s]]:
+            self._restore_disposition(signum)
 
     def _raise_orphans(self, signum: int) -> None:
         """Deliveries nobody received take the restored default action (Rule 4)."""
@@ -481,11 +522,16 @@ class Hub:
         if pipe is None:
             return
         with self._lock:
-            self._audit()
+            # Not the full audit: the trampoline re-takes the fd on every delivery, and a
+            # wakeup means the bytes reach us anyway.
+            self._audit_dispositions()
             self._adopt_thief()
-            data = pipe.drain()
-            # Half full: bytes may soon be dropped; markers will tell which (Rule 3).
-            self._suspect = len(data) >= pipe.capacity // 2
+            data = pipe.drain(_READ_MAX)
+            # Half full: bytes may soon be dropped; markers will tell which (Rule 3). A thief
+            # seen after the adoption above keeps the trampolines marking too.
+            backlog = len(data) + (pipe.backlog() if len(data) == _READ_MAX else 0)
+            overfull = backlog >= pipe.capacity // 2
+            self._suspect = overfull or self._thief != _NO_THIEF
             carry, self._carry = self._carry, b""
             self._chains.forward(data.translate(None, _NOT_SIGNALS))
             self._deliver_bytes(carry + data, loop, forward=False)
@@ -504,21 +550,29 @@ class Hub:
         n = 0
         i = 0
         try:
-            subs_for, seen, plain = self._subs, self._seen, SigInfo.plain
+            subs_for, seen = self._subs, self._seen
             for i, byte in enumerate(data):  # noqa: B007  (i is read after an exception)
-                if byte < 0x80:
-                    seen[byte] += 1
-                    for sub in subs_for[byte]:
-                        self._deliver_one(sub, plain(byte), here, batches)
-                        n += 1
-                else:
+                if byte >= 0x80:
                     n += self._on_marker(byte & 0x7F, here, batches)
+                    continue
+                seen[byte] += 1
+                subs = subs_for[byte]
+                if subs:
+                    info = _PLAIN[byte]
+                    for sub in subs:
+                        if sub.loop is here:
+                            sub.deliver(info)
+                        elif not sub.loop.is_closed():
+                            batches.setdefault(sub.loop, []).append((sub, info))
+                    n += len(subs)
             i = len(data)
-            for signum in range(1, _NSIG):
-                lost = self._unmarked[signum] - self._unmarked_done[signum]
-                if lost > 0:
-                    self._unmarked_done[signum] += lost
-                    n += self._on_marker(signum, here, batches)
+            if self._unmarked_pending:
+                self._unmarked_pending = False
+                for signum in range(1, _NSIG):
+                    lost = self._unmarked[signum] - self._unmarked_done[signum]
+                    if lost > 0:
+                        self._unmarked_done[signum] += lost
+                        n += self._on_marker(signum, here, batches)
         except BaseException:
             # A chained handler raised (Ctrl-C) inside this loop: keep the rest for next time.
             self._carry = data[i + 1 :] + self._carry
@@ -560,7 +614,7 @@ class Hub:
 
     def holds(self, signum: int) -> bool:
         """True while the hub's trampoline manages `signum`."""
-        return 0 < signum < _NSIG and self._refs[signum] > 0
+        return 0 < signum < _NSIG and (self._refs[signum] > 0 or signum in self._deferred)
 
     def user_handler(self, signum: int) -> Handler:
         """The handler the user would have for `signum` without aiosig."""
@@ -601,9 +655,10 @@ class Hub:
             cur = signal.set_wakeup_fd(-1)
             if cur != pipe.w:  # not ours: put it back
                 signal.set_wakeup_fd(cur)
-        for signum in self._held:
+        for signum in self._held | self._deferred:  # nothing is pending in a new child
             with contextlib.suppress(ValueError, OSError, TypeError):
                 self._restore_disposition(signum)
+        self._deferred.clear()
         for subs in self._subs:
             for sub in subs:
                 sub.closed = True  # closing one in the child must not touch the new hub
@@ -615,6 +670,13 @@ class Hub:
         self._held.clear()
         self._subs = [()] * _NSIG
         self._loops.clear()
+
+
+def _discards_pending(signum: int, handler: Handler) -> bool:
+    """POSIX: setting SIG_IGN, or SIG_DFL where the default is to ignore, discards pending."""
+    return handler == signal.SIG_IGN or (
+        handler == signal.SIG_DFL and signum in _IGNORED_BY_DEFAULT
+    )
 
 
 def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> None:

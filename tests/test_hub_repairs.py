@@ -213,3 +213,45 @@ def test_signal_whose_byte_a_full_pipe_dropped_is_recovered() -> None:
     child = run_child(OVERFLOW, timeout=30)
     assert "usr2 1" in child.before_ready, child.before_ready
     finish(child)
+
+
+PENDING_UNDER_SIG_IGN = (
+    textwrap.dedent(
+        """
+    import asyncio, os, signal, sys
+    import aiosig
+
+    signal.signal(signal.SIGRTMIN, signal.SIG_IGN)
+    aiosig.block(signal.SIGRTMIN)
+
+    async def main():
+        for value in range(5):
+            aiosig.sigqueue(os.getpid(), signal.SIGRTMIN, value)
+        info = await aiosig.sigwaitinfo({signal.SIGRTMIN})
+        print("aiosig got", info.si_value)
+    """
+    )
+    + RUNNER
+    + textwrap.dedent(
+        """
+    # Restoring SIG_IGN now would make the kernel discard the four still pending.
+    left = 0
+    while signal.sigtimedwait({signal.SIGRTMIN}, 0) is not None:
+        left += 1
+    print("still pending", left)
+    import aiosig._hub
+    aiosig._hub.get_hub().take_back()  # an entry point: the deferred restoration happens
+    print("SIG_IGN back", signal.getsignal(signal.SIGRTMIN) == signal.SIG_IGN)
+    print("READY")
+    """
+    )
+)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_ending_a_wait_does_not_discard_pending_signals_under_sig_ign(flavour: str) -> None:
+    child = run_child(PENDING_UNDER_SIG_IGN, flavour)
+    assert "aiosig got 0" in child.before_ready
+    assert "still pending 4" in child.before_ready
+    assert "SIG_IGN back True" in child.before_ready
+    finish(child)
