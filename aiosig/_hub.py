@@ -32,13 +32,16 @@ reader that the signal's byte probably did not either.
   lands between CPython clearing a signal's flag and the trampoline writing its marker has
   its byte before that marker, so the next marker would recover it a second time.
 
-  Known limits: a delivery is recovered once per trampoline run, so a burst of real-time
-  signals that arrives while the fd is taken is undercounted (standard signals still get
-  their delivery after the last send), and the race above can show a delivery twice while
-  suspicious. Both need the fd to be taken (or 512 KiB of unread bytes); the hub takes the
-  fd back on the first delivery, and `aiosig.run` takes it at the start of each run. uvloop
-  takes it at the start of every run: a burst that arrives before the first delivery or
-  aiosig call of a later run is the case to know about.
+  Known limits: a delivery is recovered once per trampoline run, and CPython runs the
+  trampoline only after the C-level handler has taken every queued signal of a burst, so a
+  burst of real-time signals that arrives while the fd is taken can shrink to one delivery
+  (standard signals still get their delivery after the last send), and the race above can
+  show a delivery twice while suspicious. Both need the fd to be taken (or 512 KiB of
+  unread bytes); the hub takes the fd back at its first trampoline run, and `aiosig.run`
+  takes it at the start of each run. uvloop takes it at the start of every run: a burst
+  that arrives before the first delivery or aiosig call of a later run is the case to know
+  about. Exact real-time counts need the fd owned when the burst arrives, or precise
+  delivery.
 
 Rule 4 (installation is reference counted per signal): the first subscription installs the
 trampoline and saves the disposition; the last restores exactly that (not SIG_DFL), and only
@@ -46,7 +49,9 @@ if the trampoline is still installed; the wakeup fd goes back to the previous ow
 the current one is still ours and the saved number still names the same file. A delivery
 that found no live subscription (it arrived while the last one was closing) is not
 swallowed: once the disposition is back, if that is the default action, the signal is raised
-again so the action happens. Subscriptions end with their loop: a loop that shuts down its
+again so the action happens. The reader counts these (a byte no live subscription took),
+not the trampoline: a worker thread's loop may have received the byte before the main
+thread's trampoline runs. Subscriptions end with their loop: a loop that shuts down its
 async generators (``asyncio.run``, ``Runner.close``) closes them, and a loop found closed at
 any entry point has its subscriptions closed.
 
@@ -79,6 +84,7 @@ from ._loops import (
     in_loop_thread,
     is_main_thread,
     is_uvloop,
+    retire_sentinel,
     start_sentinel,
 )
 from ._siginfo import SigInfo
@@ -99,7 +105,6 @@ _NSIG = signal.NSIG
 _MAIN_THREAD_INSTALL_TIMEOUT = 5.0
 _MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
 _NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
-_NO_THIEF = -2
 _IGNORED_BY_DEFAULT = frozenset(
     getattr(signal, n) for n in ("SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT") if hasattr(signal, n)
 )
@@ -136,7 +141,7 @@ class Hub:
         self._carry = b""  # bytes a raising chained handler kept from being dispatched
         # Written by the trampoline (ints, list items and plain attributes only).
         self._suspect = False
-        self._thief = _NO_THIEF
+        self._thieves: list[int] = []
         self._unmarked = [0] * _NSIG
         self._unmarked_pending = False
         self._orphans = [0] * _NSIG
@@ -159,7 +164,7 @@ class Hub:
             except (ValueError, OSError):
                 cur = pipe.w
             if cur != pipe.w:
-                self._thief = cur  # the reader chains to it
+                self._thieves.append(cur)  # the reader chains to it (append is atomic)
                 self._suspect = True
                 self.stats["thefts"] += 1
         if self._suspect:
@@ -169,11 +174,6 @@ class Hub:
                 self._unmarked[signum] += 1
                 self._unmarked_pending = True
                 pipe.wake()
-        for sub in self._subs[signum]:
-            if sub.live:
-                break
-        else:
-            self._orphans[signum] += 1  # nobody received it: see Rule 4
         for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
             try:
                 sub.in_handler(signum, frame)  # type: ignore[misc]
@@ -207,6 +207,10 @@ class Hub:
         if not is_main_thread():
             return
         self._prune_closed_loops()
+        if self._held and signal.SIGINT in self._held:
+            # asyncio.Runner's Ctrl-C handler of a finished run, chained from a subscription
+            # that outlived it, would raise KeyboardInterrupt anywhere: use the default.
+            self._user[signal.SIGINT] = fresh_handler(signal.SIGINT, self._user[signal.SIGINT])
         if self._owning:
             self._own_fd()
         self._audit_dispositions()
@@ -232,6 +236,10 @@ class Hub:
         closed = [loop for loop in self._loops if loop.is_closed()]
         for loop in closed:
             self._close_loop_subscriptions(loop)
+            watch = self._loops.pop(loop, None)  # its reader went with it
+            if watch is not None:
+                watch.active = False
+                watch.sentinel = None
 
     def _close_loop_subscriptions(self, loop: asyncio.AbstractEventLoop) -> None:
         doomed = {sub for s in self._held for sub in self._subs[s] if sub.loop is loop}
@@ -295,6 +303,8 @@ class Hub:
                     released.append(signum)
             if self._owning and not self._held:
                 self._restore_fd()
+            elif released and self._pipe is not None:
+                self._read_all()  # count what arrived with nobody left to receive it
         for signum in released:
             self._raise_orphans(signum)
 
@@ -328,19 +338,20 @@ class Hub:
     def _restore_fd(self) -> None:
         assert self._pipe is not None
         self._owning = False
-        self._adopt_thief()
+        self._adopt_thieves()
         target = self._chains.top
         cur = signal.set_wakeup_fd(target.fd, warn_on_full_buffer=target.warn_on_full_buffer)
         if cur != self._pipe.w:  # someone took it meanwhile: theirs stays
             signal.set_wakeup_fd(cur)
         # Bytes still in the pipe belong to the previous owners' signals: hand them over.
-        self._deliver_bytes(self._pipe.drain(), None)
+        self._read_all()
         self._chains.close()
         self._suspect = False
+        self._seen = [0] * _NSIG
 
-    def _adopt_thief(self) -> None:
-        thief, self._thief = self._thief, _NO_THIEF
-        if thief != _NO_THIEF:
+    def _adopt_thieves(self) -> None:
+        thieves, self._thieves = self._thieves, []
+        for thief in thieves:
             self._chains.push(thief)
 
     # ---- subscribing ----------------------------------------------------------------------
@@ -463,7 +474,8 @@ class Hub:
         try:
             done.result(_MAIN_THREAD_INSTALL_TIMEOUT)
         except concurrent.futures.TimeoutError:
-            if not done.cancel():  # installed just now after all
+            if not done.cancel():  # running or done after all: its outcome is ours
+                done.result()
                 return
             raise RuntimeError(
                 "the main thread's loop did not install the signal handlers within "
@@ -508,7 +520,7 @@ class Hub:
                 return
             del self._loops[loop]
             watch.active = False  # its sentinel, when finalized, must not close anything
-            watch.sentinel = None
+            retire_sentinel(watch)
             if self._pipe is not None and not loop.is_closed():
                 with contextlib.suppress(RuntimeError, ValueError):
                     loop.remove_reader(self._pipe.r)
@@ -521,97 +533,95 @@ class Hub:
     # ---- dispatch -------------------------------------------------------------------------
 
     def _on_readable(self, loop: asyncio.AbstractEventLoop) -> None:
-        pipe = self._pipe
-        if pipe is None:
+        if self._pipe is None:
             return
         with self._lock:
             # Not the full audit: the trampoline re-takes the fd on every delivery, and a
             # wakeup means the bytes reach us anyway.
             self._audit_dispositions()
-            self._adopt_thief()
-            data = pipe.drain(_READ_MAX)
-            # Half full: bytes may soon be dropped; markers will tell which (Rule 3). A thief
-            # seen after the adoption above keeps the trampolines marking too.
-            backlog = len(data) + (pipe.backlog() if len(data) == _READ_MAX else 0)
-            overfull = backlog >= pipe.capacity // 2
-            self._suspect = overfull or self._thief != _NO_THIEF
-            carry, self._carry = self._carry, b""
-            self._chains.forward(data.translate(None, _NOT_SIGNALS))
-            self._deliver_bytes(carry + data, loop, forward=False)
-            if not self._suspect:
-                # Markers only compare bytes within a suspicious stretch: a byte read before
-                # it must not hide the loss of a later delivery.
-                self._seen = [0] * _NSIG
+            batches = self._read()
+        # User code runs outside the lock: a callback may subscribe, or take its time.
+        _run_batch(batches.pop(loop, []))
+        _send_batches(batches)
 
-    def _deliver_bytes(
-        self, data: bytes, here: asyncio.AbstractEventLoop | None, *, forward: bool = True
-    ) -> None:
-        """Dispatch one delivery per signal byte, recover what markers say went elsewhere."""
-        if forward:
-            self._chains.forward(data.translate(None, _NOT_SIGNALS))
-        batches: Batches = {}
-        n = 0
-        i = 0
+    def _read(self) -> Batches:
+        """Read one chunk (lock held) and sort its deliveries by loop (Rule 2 and 3)."""
+        pipe = self._pipe
+        assert pipe is not None
+        self._adopt_thieves()
+        # Markers written from here on belong to a later read, which judges them (Rule 3).
+        self._suspect = False
+        carry, self._carry = self._carry, b""
+        fresh = pipe.drain(_READ_MAX)
+        self._chains.forward(fresh.translate(None, _NOT_SIGNALS))
+        data = carry + fresh
         try:
-            subs_for, seen = self._subs, self._seen
-            for i, byte in enumerate(data):  # noqa: B007  (i is read after an exception)
-                if byte >= 0x80:
-                    n += self._on_marker(byte & 0x7F, here, batches)
-                    continue
-                seen[byte] += 1
-                subs = subs_for[byte]
-                if subs:
-                    info = _PLAIN[byte]
-                    for sub in subs:
-                        if sub.loop is here:
-                            sub.deliver(info)
-                        elif not sub.loop.is_closed():
-                            batches.setdefault(sub.loop, []).append((sub, info))
-                    n += len(subs)
-            i = len(data)
-            if self._unmarked_pending:
-                self._unmarked_pending = False
-                for signum in range(1, _NSIG):
-                    lost = self._unmarked[signum] - self._unmarked_done[signum]
-                    if lost > 0:
-                        self._unmarked_done[signum] += lost
-                        n += self._on_marker(signum, here, batches)
+            batches = self._sort(data)
         except BaseException:
-            # A chained handler raised (Ctrl-C) inside this loop: keep the rest for next time.
-            self._carry = data[i + 1 :] + self._carry
-            if self._pipe is not None:
-                self._pipe.wake()
+            # A chained handler (Ctrl-C) raised between two bytecodes here: nothing of this
+            # read was delivered yet, so all of it waits for the next one.
+            self._carry = data + self._carry
+            pipe.wake()
             raise
-        finally:
-            self.stats["dispatched"] += n
-            for loop, batch in batches.items():
-                with contextlib.suppress(RuntimeError):  # closed meanwhile
-                    loop.call_soon_threadsafe(_run_batch, batch)
+        # Half full: bytes may soon be dropped; markers will tell which. A thief seen since
+        # the adoption above keeps the trampolines marking too.
+        backlog = len(fresh) + (pipe.backlog() if len(fresh) == _READ_MAX else 0)
+        if backlog >= pipe.capacity // 2 or self._thieves:
+            self._suspect = True
+        if not self._suspect:
+            # Markers only compare bytes within a suspicious stretch: a byte read before it
+            # must not hide the loss of a later delivery.
+            self._seen = [0] * _NSIG
+        return batches
 
-    def _on_marker(
-        self, signum: int, here: asyncio.AbstractEventLoop | None, batches: Batches
-    ) -> int:
-        """A trampoline ran: if no byte of its signal came since the last marker, recover."""
-        seen, self._seen[signum] = self._seen[signum], 0
-        if seen or not 0 < signum < _NSIG:
-            return 0
-        self.stats["recovered"] += 1
-        info = SigInfo.plain(signum)
+    def _read_all(self) -> None:
+        """Read the pipe empty and hand every delivery to its loop (main thread, lock held)."""
+        while self._pipe is not None:
+            before = self._pipe.backlog() or len(self._carry)
+            _send_batches(self._read())
+            if not before:
+                break
+
+    def _sort(self, data: bytes) -> Batches:
+        """One delivery per signal byte, plus what markers say went elsewhere, by loop."""
+        batches: Batches = {}
+        seen, orphans = self._seen, self._orphans
+        for byte in data:
+            if byte >= 0x80:
+                self._on_marker(byte & 0x7F, batches)
+            elif byte:  # 0 is a wakeup
+                seen[byte] += 1
+                if not self._add(byte, batches):
+                    orphans[byte] += 1  # nobody received it: see Rule 4
+        if self._unmarked_pending:
+            self._unmarked_pending = False
+            for signum in range(1, _NSIG):
+                lost = self._unmarked[signum] - self._unmarked_done[signum]
+                if lost > 0:
+                    self._unmarked_done[signum] += lost
+                    self._on_marker(signum, batches)
+        return batches
+
+    def _add(self, signum: int, batches: Batches) -> int:
+        """Queue one plain delivery of `signum` for each live subscription; how many."""
+        n = 0
+        info = _PLAIN[signum]
         for sub in self._subs[signum]:
-            self._deliver_one(sub, info, here, batches)
-        return len(self._subs[signum])
+            if not sub.loop.is_closed():
+                batches.setdefault(sub.loop, []).append((sub, info))
+                n += 1
+        self.stats["dispatched"] += n
+        return n
 
-    @staticmethod
-    def _deliver_one(
-        sub: Subscription,
-        info: SigInfo,
-        here: asyncio.AbstractEventLoop | None,
-        batches: Batches,
-    ) -> None:
-        if sub.loop is here:
-            sub.deliver(info)
-        elif not sub.loop.is_closed():
-            batches.setdefault(sub.loop, []).append((sub, info))
+    def _on_marker(self, signum: int, batches: Batches) -> None:
+        """A trampoline ran: if no byte of its signal came since the last marker, recover."""
+        if not 0 < signum < _NSIG:
+            return
+        seen, self._seen[signum] = self._seen[signum], 0
+        if not seen:
+            self.stats["recovered"] += 1
+            if not self._add(signum, batches):
+                self._orphans[signum] += 1
 
     # ---- aiosig.core support (main thread; the caller validated the arguments) ------------
 
@@ -637,14 +647,14 @@ class Hub:
     def user_wakeup_fd(self) -> int:
         """The wakeup fd the user would have without aiosig (-1 for none)."""
         with self._lock:
-            self._adopt_thief()
+            self._adopt_thieves()
             return self._chains.top.fd
 
     def set_user_wakeup_fd(self, fd: int, warn_on_full_buffer: bool) -> int:
         """Chain `fd` in place of the previous owner; return the previous user-visible fd."""
         with self._lock:
             self._audit()
-            self._adopt_thief()
+            self._adopt_thieves()
             return self._chains.replace_top(fd, warn_on_full_buffer)
 
     # ---- fork -----------------------------------------------------------------------------
@@ -687,8 +697,21 @@ def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> N
 
 
 def _run_batch(batch: list[tuple[Subscription, SigInfo]]) -> None:
-    for sub, info in batch:
-        sub.deliver(info)
+    for i, (sub, info) in enumerate(batch):
+        try:
+            sub.deliver(info)  # an Exception goes to the loop; SystemExit and Ctrl-C pass
+        except BaseException:
+            if i + 1 < len(batch):  # the rest still reaches its subscriptions, later
+                with contextlib.suppress(RuntimeError):
+                    sub.loop.call_soon(_run_batch, batch[i + 1 :])
+            raise
+
+
+def _send_batches(batches: Batches) -> None:
+    """Hand each loop its deliveries (thread-safe)."""
+    for loop, batch in batches.items():
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            loop.call_soon_threadsafe(_run_batch, batch)
 
 
 _hub: Hub | None = None

@@ -25,6 +25,7 @@ __all__ = (
     "in_loop_thread",
     "is_main_thread",
     "is_uvloop",
+    "retire_sentinel",
     "start_sentinel",
 )
 
@@ -93,3 +94,15 @@ def start_sentinel(
     with contextlib.suppress(StopIteration):
         step.send(None)
     return agen
+
+
+def retire_sentinel(watch: LoopWatch) -> None:
+    """Close the sentinel now (its ``finally`` sees ``active`` False and does nothing).
+
+    Dropping it suspended would make its loop schedule ``aclose()`` as a task at garbage
+    collection, which asyncio reports as destroyed while pending if the loop stops first.
+    """
+    sentinel, watch.sentinel = watch.sentinel, None
+    if sentinel is not None:
+        with contextlib.suppress(StopIteration, RuntimeError):
+            sentinel.aclose().send(None)

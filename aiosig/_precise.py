@@ -107,7 +107,7 @@ class Consumer:
 
     def room(self) -> int:
         """How many more precise deliveries it can take now."""
-        return 0 if self._closed else self._room()
+        return 0 if self.closed else self._room()
 
     def offer(self, info: SigInfo) -> None:
         """Take one delivery."""

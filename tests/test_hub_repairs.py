@@ -255,3 +255,42 @@ def test_ending_a_wait_does_not_discard_pending_signals_under_sig_ign(flavour: s
     assert "still pending 4" in child.before_ready
     assert "SIG_IGN back True" in child.before_ready
     finish(child)
+
+
+ORPHAN_WORKER_THREAD = textwrap.dedent(
+    """
+    import asyncio, os, signal, subprocess, sys, threading
+    from aiosig._hub import get_hub
+
+    hub = get_hub()
+    reservation = hub.reserve({signal.SIGUSR1})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # only the worker can take it
+    got = []
+
+    def worker():
+        async def run():
+            sub = hub.subscribe([signal.SIGUSR1], got.append)
+            sender = f"import os; os.kill({os.getpid()}, {int(signal.SIGUSR1)})"
+            subprocess.run([sys.executable, "-c", sender], check=True, timeout=10)
+            async with asyncio.timeout(5):
+                while not got:
+                    await asyncio.sleep(0.01)
+            sub.close()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+        asyncio.run(run())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+    reservation.close()  # the delivery was received: nothing to raise again
+    print("survived with", len(got))
+    print("READY")
+    """
+)
+
+
+def test_a_delivery_received_on_a_worker_loop_is_not_raised_again_at_release() -> None:
+    child = run_child(ORPHAN_WORKER_THREAD)
+    assert "survived with 1" in child.before_ready
+    finish(child)
