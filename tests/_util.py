@@ -11,12 +11,14 @@ pass ``inherit_mask=True`` to test that inheritance itself.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = (
@@ -25,7 +27,9 @@ __all__ = (
     "finish",
     "kill_leftover_children",
     "run_child",
+    "send",
     "send_from_child",
+    "until",
 )
 
 DEFAULT_TIMEOUT = 10.0
@@ -200,3 +204,15 @@ def kill_leftover_children() -> list[int]:
     for child in leftovers:
         child.communicate(timeout=DEFAULT_TIMEOUT)
     return [child.pid for child in leftovers]
+
+
+async def send(signum: int, count: int = 1) -> None:
+    """`send_from_child` to this process, without blocking the running loop."""
+    await asyncio.to_thread(send_from_child, os.getpid(), signum, count)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Poll `predicate` on the loop until it is true; TimeoutError after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)

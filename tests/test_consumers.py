@@ -22,14 +22,9 @@ import pytest
 
 import aiosig
 from aiosig._hub import get_hub
+from tests._util import until
 
 TIMEOUT = 10.0
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def signalfds() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import textwrap
 from collections.abc import Callable
@@ -11,19 +10,9 @@ from collections.abc import Callable
 import pytest
 
 import aiosig
-from tests._util import finish, run_child, send_from_child
+from tests._util import finish, run_child, send, until
 
 TIMEOUT = 10.0
-
-
-async def send(signum: int, count: int = 1) -> None:
-    await asyncio.to_thread(send_from_child, os.getpid(), signum, count)
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 @pytest.mark.asyncio

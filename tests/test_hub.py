@@ -6,7 +6,6 @@ Real signals from real processes; every async test runs on asyncio and on uvloop
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import textwrap
 import threading
@@ -17,7 +16,7 @@ import pytest
 from aiosig._hub import get_hub
 from aiosig._siginfo import SigInfo
 from tests._signal_state import read_wakeup_fd
-from tests._util import finish, run_child, send_from_child
+from tests._util import finish, run_child, send, until
 
 TIMEOUT = 10.0
 
@@ -41,17 +40,6 @@ class Collector:
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
-
-
-async def send(signum: int, count: int = 1) -> None:
-    """Send from a separate process without blocking the loop."""
-    await asyncio.to_thread(send_from_child, os.getpid(), signum, count)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 # ---- basic delivery and restoration ----------------------------------------------------------

@@ -9,29 +9,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 
 import pytest
 
 import aiosig
-from tests._util import ROOT, finish, run_child, send_from_child
+from tests._util import ROOT, finish, run_child, send, until
 
 TIMEOUT = 10.0
-
-
-async def send(signum: int, count: int = 1) -> None:
-    await asyncio.to_thread(send_from_child, os.getpid(), signum, count)
 
 
 async def next_info(receiver: aiosig.SignalReceiver) -> aiosig.SigInfo:
     async with asyncio.timeout(TIMEOUT):
         return await anext(receiver)
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 @pytest.mark.asyncio

@@ -32,7 +32,7 @@ from aiosig._timers import (
     core_setitimer,
     setitimer,
 )
-from tests._util import finish, run_child
+from tests._util import finish, run_child, until
 
 TIMEOUT = 10.0
 ITIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
@@ -69,12 +69,6 @@ class LoopErrors:
         asyncio.get_running_loop().set_exception_handler(
             lambda _loop, ctx: self.contexts.append(ctx)
         )
-
-
-async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 def assert_idle() -> None:

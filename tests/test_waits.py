@@ -16,13 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 import aiosig
-from tests._util import finish, run_child, send_from_child
+from tests._util import finish, run_child, send
 
 TIMEOUT = 10.0
-
-
-async def send(signum: int, count: int = 1) -> None:
-    await asyncio.to_thread(send_from_child, os.getpid(), signum, count)
 
 
 @pytest.fixture
