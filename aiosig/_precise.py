@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import signal
 import weakref
 from collections.abc import Callable
 
@@ -67,8 +68,6 @@ Room = Callable[[], int]
 
 def blocked_signals() -> frozenset[int]:
     """The signals the calling thread blocks."""
-    import signal
-
     return frozenset(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, ()))
 
 

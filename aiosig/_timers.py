@@ -1,76 +1,32 @@
-"""Timers: alarm futures and interval timers, multiplexed over the process's three itimers.
+"""Timers: alarm futures and interval timers, and aiosig.core's alarm/setitimer/getitimer.
 
-Theory of operation
--------------------
-Rule 1 (one scheduler per kernel timer): a process has one ITIMER_REAL, one ITIMER_VIRTUAL
-and one ITIMER_PROF. While any aiosig timer on one of them is pending, a `_Scheduler` owns
-it: it keeps a heap of deadlines on the clock that kernel timer runs on (monotonic time for
-ITIMER_REAL, user CPU time for ITIMER_VIRTUAL, process CPU time for ITIMER_PROF), arms the
-kernel timer as a one-shot for the earliest, and on each delivery of the timer's signal
-(a hub subscription with ``chain=False``: the scheduler owns the signal's meaning) fires
-every entry that is due, in deadline order, then re-arms. Periodic entries go back in the
-heap; the kernel timer itself is never periodic, so a blocked loop faces one pending signal,
-not a storm. When the last aiosig timer goes, the scheduler gives the kernel timer back.
-
-Rule 2 (the clock decides, the signal only wakes): a delivery can come early or late for the
-heap's clock (the kernel samples CPU time at ticks; a SIGALRM sent with kill() is not a
-timer at all), so an entry fires only when the clock says it is due (for CPU timers, within
-a tolerance of 5 ms; ITIMER_REAL entries never fire before their deadline), and the rest is
-re-armed. An interval timer counts its expiries from its clock, so the number of
-expiries a slow consumer missed is exact whatever the signals did.
-
-Rule 3 (the user's own timer becomes virtual): when a scheduler takes its kernel timer, the
-timer the user had (``setitimer``'s return value) becomes one more entry in the heap, and
-``core_alarm``/``core_setitimer``/``core_getitimer`` (aiosig.core's) read and write that entry
-instead of the kernel timer. The user's timer thus keeps running, reports the truth, and
-expires when it would have; going idle re-arms the kernel timer with what is left of it.
-When it expires, the user's disposition acts as it would have: a Python handler is called
-(on the loop, with ``frame=None``), SIG_IGN does nothing, and SIG_DFL kills the process with
-the signal. The kill is done from the trampoline's ``in_handler`` hook, in the main thread,
-so that a process whose loop is wedged still dies on time (the usual reason to arm a
-SIG_DFL alarm); the loop path is the fallback.
-
-Rule 4 (loops and threads): entries bind to their loop and fire there (call_soon_threadsafe
-across threads). One loop processes the heap: the main thread's when one has subscribed,
-else whichever gets the delivery. Entries of a loop that was closed are dropped at the next
-entry point, so a future left pending by a finished ``asyncio.run`` cannot keep the kernel
-timer (and the user's virtual timer) hostage.
-
-  Alternatives rejected: ``loop.call_later`` for alarm futures (no SIGALRM, and no truthful
-  ``alarm()`` for the user); POSIX per-process timers (``timer_create``: many timers, but
-  ctypes, Linux-flavoured, and ``alarm()``/``getitimer()`` would still be blind to them); a
-  periodic kernel timer for periodic entries (it cannot be shared).
-
-  Known limits: while a scheduler is active, a signal of its kind sent with kill() only
-  wakes it (the user's handler does not see it); the stdlib's own ``signal.setitimer`` (not
-  aiosig.core's) bypasses the scheduler and is overwritten at the next re-arm; the user's
-  Python handler runs on the loop, so it cannot interrupt code that blocks the loop (that
-  would need the hub to chain single deliveries to the user's handler); a user timer that
-  expired just before a scheduler took the kernel timer has its signal taken as a wakeup.
+The kernel timers are shared by the schedulers of ``_itimers`` (its header explains how:
+one scheduler per kernel timer, the user's own timer kept as a virtual entry); this module is
+what coroutines and aiosig.core call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import heapq
-import itertools
-import math
-import operator
-import os
-import resource
 import signal
-import struct
-import threading
-import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
 from ._closing import AsyncClosing
-from ._hub import Subscription, get_hub
+from ._itimers import (
+    UINT_MASK,
+    US,
+    Entry,
+    Scheduler,
+    alarm_seconds,
+    as_seconds,
+    c_int,
+    einval,
+    schedulers,
+    timeval_us,
+)
 from ._siginfo import SigInfo
 
 __all__ = (
@@ -83,389 +39,14 @@ __all__ = (
     "setitimer",
 )
 
-_INT_BITS = struct.calcsize("i") * 8
-_INT_MIN, _INT_MAX = -(1 << (_INT_BITS - 1)), (1 << (_INT_BITS - 1)) - 1
-_UINT_MASK = (1 << _INT_BITS) - 1
-_TIME_T_MIN = -(2.0**63)  # _PyTime_t's range, as CPython compares it, in doubles
-_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
-_US = 1_000_000
-_MIN_DELAY = 1e-6  # setitimer's resolution; 0 would disarm
-_COMPACT_AT = 64  # heap items; below this, dead entries are left for the top to drop
-
-# ---- arguments, converted exactly as signalmodule.c converts them -------------------------
-
-
-def _c_int(value: object) -> int:
-    """Argument Clinic's ``int`` converter (``which``, and ``alarm``'s seconds)."""
-    number = operator.index(value)  # type: ignore[arg-type]
-    if not _INT_MIN <= number <= _INT_MAX:
-        raise OverflowError("Python int too large to convert to C int")
-    return number
-
-
-def _timeval_us(value: object) -> int:
-    """Microseconds, as ``setitimer`` converts a time (``_PyTime_FromSecondsObject`` and
-    ``_PyTime_AsTimeval``, both rounding up). Negative results are the kernel's to refuse."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            raise ValueError("Invalid value NaN (not a number)")
-        d = value * 1e9
-        if not _TIME_T_MIN <= d < -_TIME_T_MIN:
-            raise OverflowError("timestamp out of range for platform time_t")
-        ns = math.ceil(d)
-    else:
-        ns = operator.index(value) * 1_000_000_000  # type: ignore[arg-type]
-        if not _NS_MIN <= ns <= _NS_MAX:
-            raise OverflowError("timestamp too large to convert to C _PyTime_t")
-    return -(-ns // 1000)
-
-
-def _einval() -> OSError:
-    return signal.ItimerError(errno.EINVAL, os.strerror(errno.EINVAL))
-
-
-def _as_seconds(us: int) -> float:
-    sec, usec = divmod(us, _US)
-    return sec + usec * 1e-6  # the stdlib's doubletime(): tv_sec + tv_usec * 1e-6
-
-
-def _alarm_seconds(us: int) -> int:
-    """What alarm(2) returns for a timer with `us` left: rounded to nearest, 1 if under 1 s."""
-    sec, usec = divmod(us, _US)
-    return sec + 1 if (sec == 0 and usec) or usec >= _US // 2 else sec
-
-
-# ---- the clocks the kernel timers run on --------------------------------------------------
-
-
-def _user_cpu_time() -> float:
-    # ITIMER_VIRTUAL counts the process's user CPU time. getrusage has microseconds;
-    # os.times() only has clock ticks (10 ms).
-    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
-
-
-# ---- the scheduler ------------------------------------------------------------------------
-
-Fire = Callable[[SigInfo, int], object]
-
-
-class _Entry:
-    """One pending deadline: an alarm future, an interval timer, or the user's own timer."""
-
-    __slots__ = ("deadline", "expiry", "fire", "interval", "interval_us", "live", "loop", "origin")
-
-    def __init__(
-        self,
-        deadline: float,
-        interval_us: int,
-        fire: Fire | None,
-        loop: asyncio.AbstractEventLoop | None,
-    ) -> None:
-        self.origin = self.deadline = deadline
-        self.interval_us = interval_us
-        self.interval = interval_us / _US
-        self.expiry = 0  # the index of the next expiry: deadline = origin + expiry * interval
-        self.fire = fire  # None for the user's timer: its disposition acts instead
-        self.loop = loop
-        self.live = True
-
-    def advance(self, now: float, tolerance: float) -> int:
-        """Account for the expiry that is due (and those overslept); return its index."""
-        fired = self.expiry + max(0, int((now + tolerance - self.deadline) // self.interval))
-        self.expiry = fired + 1
-        self.deadline = self.origin + self.expiry * self.interval
-        return fired
-
-
-class _Scheduler:
-    """Multiplexes deadlines over one kernel itimer (see the module header)."""
-
-    def __init__(
-        self, which: int, signum: int, clock: Callable[[], float], tolerance: float
-    ) -> None:
-        self.which = which
-        self.signum = signum
-        self.clock = clock
-        self.tolerance = tolerance
-        # Reentrant: a user's signal handler may call core_alarm() while the main thread is
-        # inside the scheduler (Python handlers run between any two bytecodes).
-        self.lock = threading.RLock()
-        self.active = False
-        self._heap: list[tuple[float, int, _Entry]] = []
-        self._seq = itertools.count()
-        self._live = 0  # aiosig entries; the user's timer alone does not keep us active
-        self._user: _Entry | None = None
-        self._subs: dict[asyncio.AbstractEventLoop, Subscription] = {}
-        self._main: asyncio.AbstractEventLoop | None = None  # processes the heap if set
-
-    # ---- entries ---------------------------------------------------------------------------
-
-    def add(self, entry: _Entry) -> None:
-        """Schedule `entry`, taking the kernel timer if this is the first one."""
-        assert entry.loop is not None
-        with self.lock:
-            self.prune()
-            self._subscribe(entry.loop)
-            self._push(entry)
-            self._live += 1
-            if not self.active:
-                self._take_kernel_timer()
-            self._arm(self.clock())
-
-    def remove(self, entry: _Entry) -> None:
-        """Unschedule `entry` (idempotent); the last one gives the kernel timer back."""
-        with self.lock:
-            if entry.live:
-                entry.live = False
-                self._live -= 1
-                if self.active:
-                    self._arm(self.clock())
-
-    def prune(self) -> None:
-        """Drop the entries of loops that were closed (they can never fire)."""
-        with self.lock:
-            closed = [loop for loop in self._subs if loop.is_closed()]
-            if not closed:
-                return
-            for _, _, entry in self._heap:
-                if entry.live and entry.loop in closed:
-                    entry.live = False
-                    self._live -= 1
-            for loop in closed:
-                self._subs.pop(loop).close()
-                if loop is self._main:
-                    self._main = None
-            if self.active:
-                self._arm(self.clock())
-
-    def _push(self, entry: _Entry) -> None:
-        heapq.heappush(self._heap, (entry.deadline, next(self._seq), entry))
-
-    # ---- the kernel timer ------------------------------------------------------------------
-
-    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> None:
-        if loop in self._subs:
-            return
-        self._subs[loop] = get_hub().subscribe(
-            [self.signum],
-            lambda info: self._on_signal(loop, info),
-            loop=loop,
-            chain=False,
-            in_handler=self._in_handler,
-        )
-        if threading.current_thread() is threading.main_thread():
-            self._main = loop
-
-    def _take_kernel_timer(self) -> None:
-        # Swap, never get-then-set: the user's timer cannot expire unseen in between. The
-        # subscription is already in place, so an expiry from here on reaches us.
-        delay = max(self._heap[0][0] - self.clock(), _MIN_DELAY)
-        value, interval = signal.setitimer(self.which, delay)
-        self.active = True
-        if value > 0 or interval > 0:  # (0, interval): a periodic timer expiring right now
-            self._set_user(max(round(value * _US), 1), round(interval * _US))
-
-    def _arm(self, now: float) -> None:
-        heap = self._heap
-        while heap and not _current(heap[0]):
-            heapq.heappop(heap)
-        if self._live == 0:
-            self._give_back()
-            return
-        if len(heap) > _COMPACT_AT and len(heap) > 2 * (self._live + 1):
-            # Cancelled entries wait in the heap until they reach its top: a server that
-            # keeps cancelling long alarms would grow it without bound.
-            heap[:] = [item for item in heap if _current(item)]
-            heapq.heapify(heap)
-        signal.setitimer(self.which, max(heap[0][0] - now, _MIN_DELAY))
-
-    def _give_back(self) -> None:
-        # Disarm first, then unsubscribe: an expiry of ours still in flight is then taken
-        # as a wakeup, never seen by the user's disposition. The user's timer goes back last.
-        signal.setitimer(self.which, 0)
-        subs, self._subs, self._main = self._subs, {}, None
-        for sub in subs.values():
-            sub.close()
-        user, self._user = self._user, None
-        self._heap.clear()
-        self.active = False
-        if user is not None and user.live:
-            value = max(user.deadline - self.clock(), _MIN_DELAY)
-            signal.setitimer(self.which, value, user.interval)
-
-    # ---- deliveries ------------------------------------------------------------------------
-
-    def _on_signal(self, loop: asyncio.AbstractEventLoop, info: SigInfo) -> None:
-        main = self._main
-        if main is not None and loop is not main and not main.is_closed():
-            return  # the main thread's loop processes the heap
-        with self.lock:
-            if not self.active:
-                return
-            self.prune()
-            due = self._pop_due(self.clock())
-            user_handler = get_hub().user_handler(self.signum)  # before a release clears it
-            if self.active:
-                self._arm(self.clock())
-        _fire_all(due, info, user_handler, self.signum)
-
-    def _pop_due(self, now: float) -> list[tuple[_Entry, int]]:
-        due: list[tuple[_Entry, int]] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now + self.tolerance:
-            item = heapq.heappop(heap)
-            entry = item[2]
-            if not _current(item):
-                continue
-            if entry.interval > 0:
-                due.append((entry, entry.advance(now, self.tolerance)))
-                self._push(entry)
-                continue
-            due.append((entry, 0))
-            entry.live = False
-            if entry is self._user:
-                self._user = None
-            else:
-                self._live -= 1
-        return due
-
-    def _in_handler(self, signum: int, frame: FrameType | None) -> None:
-        # Main thread, inside the hub's trampoline: reads two attributes and a clock, and
-        # acts only when the user's timer is due under SIG_DFL, which ends the process.
-        user = self._user
-        if user is None or not user.live or self.clock() + self.tolerance < user.deadline:
-            return
-        if _is_default(get_hub().user_handler(signum)):
-            _die_of(signum)
-
-    # ---- the user's virtual timer (lock held, active) -------------------------------------
-
-    def user_timer_us(self) -> tuple[int, int]:
-        """The user's timer as the kernel would report it: (value, interval) in µs."""
-        user = self._user
-        if user is None or not user.live:
-            return 0, 0
-        # Like the kernel: a timer that is due but not yet delivered reports 1 µs.
-        left = math.floor((user.deadline - self.clock()) * _US)
-        return max(left, 1), user.interval_us
-
-    def set_user_timer_us(self, value_us: int, interval_us: int) -> tuple[int, int]:
-        """Replace the user's timer (value 0 disarms it); return the old one."""
-        old = self.user_timer_us()
-        self._set_user(value_us, interval_us)
-        self._arm(self.clock())
-        return old
-
-    def _set_user(self, value_us: int, interval_us: int) -> None:
-        if self._user is not None:
-            self._user.live = False
-            self._user = None
-        if value_us > 0:
-            self._user = _Entry(self.clock() + value_us / _US, interval_us, None, None)
-            self._push(self._user)
-
-
-def _current(item: tuple[float, int, _Entry]) -> bool:
-    """A heap item is current if its entry is live and has not moved on since (periodic)."""
-    return item[2].live and item[2].deadline == item[0]
-
-
-def _fire_all(
-    due: list[tuple[_Entry, int]], info: SigInfo, user_handler: object, signum: int
-) -> None:
-    """Fire in deadline order; one failure does not stop the others (it goes to the loop)."""
-    escaped: BaseException | None = None
-    for entry, expiry in due:
-        try:
-            if entry.fire is None:
-                _act_as_disposition(user_handler, signum)
-            else:
-                assert entry.loop is not None
-                _call_on(entry.loop, entry.fire, info, expiry)
-        except Exception as exc:
-            asyncio.get_running_loop().call_exception_handler(
-                {"message": "aiosig timer expiry failed", "exception": exc}
-            )
-        except BaseException as exc:  # SystemExit from a user handler: after the others
-            escaped = escaped or exc
-    if escaped is not None:
-        raise escaped
-
-
-def _call_on(loop: asyncio.AbstractEventLoop, fn: Fire, info: SigInfo, expiry: int) -> None:
-    try:
-        here = asyncio.get_running_loop()
-    except RuntimeError:
-        here = None
-    if here is loop:
-        fn(info, expiry)
-    elif not loop.is_closed():
-        loop.call_soon_threadsafe(fn, info, expiry)
-
-
-def _is_default(handler: object) -> bool:
-    return isinstance(handler, int) and handler == signal.SIG_DFL
-
-
-def _act_as_disposition(handler: object, signum: int) -> None:
-    """What the user's disposition would have done with the expiry of their own timer."""
-    if callable(handler):
-        handler(signum, None)
-    elif _is_default(handler):
-        _die_of(signum)
-    # SIG_IGN does nothing; None (a handler installed outside Python) cannot be called.
-
-
-def _die_of(signum: int) -> None:
-    """Terminate the process by `signum`'s default action (main thread only)."""
-    signal.signal(signum, signal.SIG_DFL)
-    signal.raise_signal(signum)
-
-
-# ITIMER_REAL runs on CLOCK_MONOTONIC, the clock of time.monotonic(), from a reading taken
-# after ours, and setitimer rounds up: its expiry is never early, so nothing fires before its
-# deadline. CPU timers are checked at scheduler ticks (1-10 ms) against tick-sampled CPU
-# time, which can run ahead of the precise clocks read here: entries due within 5 ms of CPU
-# time fire together rather than one extra signal each.
-_TOLERANCE_REAL = 0.0
-_TOLERANCE_CPU = 5e-3
-
-
-def _new_schedulers() -> dict[int, _Scheduler]:
-    return {
-        signal.ITIMER_REAL: _Scheduler(
-            signal.ITIMER_REAL, signal.SIGALRM, time.monotonic, _TOLERANCE_REAL
-        ),
-        signal.ITIMER_VIRTUAL: _Scheduler(
-            signal.ITIMER_VIRTUAL, signal.SIGVTALRM, _user_cpu_time, _TOLERANCE_CPU
-        ),
-        signal.ITIMER_PROF: _Scheduler(
-            signal.ITIMER_PROF, signal.SIGPROF, time.process_time, _TOLERANCE_CPU
-        ),
-    }
-
-
-# Built at import: plain objects, no signal state is touched until a timer is scheduled.
-_schedulers = _new_schedulers()
-
-
-def _after_fork_in_child() -> None:
-    # A child does not inherit itimers, and the hub drops the parent's subscriptions.
-    global _schedulers
-    _schedulers = _new_schedulers()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 # ---- alarm futures ------------------------------------------------------------------------
 
 
 class _AlarmFuture(asyncio.Future[SigInfo]):
     """A future whose ``cancel()`` disarms its deadline at once."""
 
-    _aiosig_entry: _Entry | None = None
-    _aiosig_scheduler: _Scheduler | None = None
+    _aiosig_entry: Entry | None = None
+    _aiosig_scheduler: Scheduler | None = None
 
     def cancel(self, msg: Any | None = None) -> bool:
         cancelled = super().cancel(msg)
@@ -500,13 +81,13 @@ def alarm(seconds: float) -> asyncio.Future[SigInfo]:
         signal.ItimerError: `seconds` is negative, as ``signal.setitimer`` refuses it.
         RuntimeError: No running event loop.
     """
-    us = _timeval_us(seconds)
+    us = timeval_us(seconds)
     if us < 0:
-        raise _einval()
+        raise einval()
     loop = asyncio.get_running_loop()
-    scheduler = _schedulers[signal.ITIMER_REAL]
+    scheduler = schedulers()[signal.ITIMER_REAL]
     future = _AlarmFuture(loop=loop)
-    entry = _Entry(scheduler.clock() + us / _US, 0, future._expire, loop)
+    entry = Entry(scheduler.clock() + us / US, 0, future._expire, loop)
     future._aiosig_entry, future._aiosig_scheduler = entry, scheduler
     scheduler.add(entry)
     return future
@@ -539,7 +120,7 @@ class IntervalTimer(AsyncClosing):
 
     def __init__(
         self,
-        scheduler: _Scheduler,
+        scheduler: Scheduler,
         loop: asyncio.AbstractEventLoop,
         value_us: int,
         interval_us: int,
@@ -556,7 +137,7 @@ class IntervalTimer(AsyncClosing):
         # The scheduler holds the timer weakly: one dropped without aclose() goes at its
         # next expiry instead of ticking forever.
         ref = weakref.ref(self)
-        entry = _Entry(scheduler.clock() + value_us / _US, interval_us, None, loop)
+        entry = Entry(scheduler.clock() + value_us / US, interval_us, None, loop)
         entry.fire = lambda info, expiry: _expire_timer(ref, scheduler, entry, info, expiry)
         self._entry = entry
         scheduler.add(entry)
@@ -618,8 +199,8 @@ class IntervalTimer(AsyncClosing):
 
 def _expire_timer(
     ref: weakref.ref[IntervalTimer],
-    scheduler: _Scheduler,
-    entry: _Entry,
+    scheduler: Scheduler,
+    entry: Entry,
     info: SigInfo,
     expiry: int,
 ) -> None:
@@ -655,12 +236,12 @@ def setitimer(which: int, seconds: float, interval: float = 0.0, /) -> IntervalT
         TypeError, ValueError, OverflowError: As ``signal.setitimer`` raises them.
         RuntimeError: No running event loop.
     """
-    which_num = _c_int(which)
-    value_us = _timeval_us(seconds)
-    interval_us = _timeval_us(interval)
-    scheduler = _schedulers.get(which_num)
+    which_num = c_int(which)
+    value_us = timeval_us(seconds)
+    interval_us = timeval_us(interval)
+    scheduler = schedulers().get(which_num)
     if scheduler is None or value_us < 0 or interval_us < 0:
-        raise _einval()
+        raise einval()
     return IntervalTimer(scheduler, asyncio.get_running_loop(), value_us, interval_us)
 
 
@@ -678,14 +259,14 @@ def core_alarm(seconds: int, /) -> int:
     Returns:
         The whole seconds left on the previous alarm (rounded as alarm(2) rounds), or 0.
     """
-    number = _c_int(seconds) & _UINT_MASK  # alarm() takes an unsigned int: -1 is 2**32-1
-    scheduler = _schedulers[signal.ITIMER_REAL]
+    number = c_int(seconds) & UINT_MASK  # alarm() takes an unsigned int: -1 is 2**32-1
+    scheduler = schedulers()[signal.ITIMER_REAL]
     with scheduler.lock:
         scheduler.prune()
         if not scheduler.active:
             return signal.alarm(seconds)
-        old_us, _ = scheduler.set_user_timer_us(number * _US, 0)
-    return _alarm_seconds(old_us)
+        old_us, _ = scheduler.set_user_timer_us(number * US, 0)
+    return alarm_seconds(old_us)
 
 
 def core_setitimer(which: int, seconds: float, interval: float = 0.0, /) -> tuple[float, float]:
@@ -695,18 +276,18 @@ def core_setitimer(which: int, seconds: float, interval: float = 0.0, /) -> tupl
     `which`, the user's timer is a virtual one that fires when the kernel's would have.
     Same arguments, results and errors as the stdlib's; otherwise it is the stdlib's.
     """
-    which_num = _c_int(which)
-    value_us = _timeval_us(seconds)
-    interval_us = _timeval_us(interval)
-    scheduler = _schedulers.get(which_num)
+    which_num = c_int(which)
+    value_us = timeval_us(seconds)
+    interval_us = timeval_us(interval)
+    scheduler = schedulers().get(which_num)
     if scheduler is not None:
         with scheduler.lock:
             scheduler.prune()
             if scheduler.active:
                 if value_us < 0 or interval_us < 0:
-                    raise _einval()
+                    raise einval()
                 old = scheduler.set_user_timer_us(value_us, interval_us)
-                return _as_seconds(old[0]), _as_seconds(old[1])
+                return as_seconds(old[0]), as_seconds(old[1])
     return signal.setitimer(which, seconds, interval)
 
 
@@ -716,11 +297,11 @@ def core_getitimer(which: int, /) -> tuple[float, float]:
     ``signal.getitimer``, coherent with aiosig's timers: while they share the kernel timer,
     this reports the user's own (virtual) timer. Same results and errors as the stdlib's.
     """
-    scheduler = _schedulers.get(_c_int(which))
+    scheduler = schedulers().get(c_int(which))
     if scheduler is not None:
         with scheduler.lock:
             scheduler.prune()
             if scheduler.active:
                 value_us, interval_us = scheduler.user_timer_us()
-                return _as_seconds(value_us), _as_seconds(interval_us)
+                return as_seconds(value_us), as_seconds(interval_us)
     return signal.getitimer(which)

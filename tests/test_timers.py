@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from aiosig import _timers
+from aiosig import _itimers
 from aiosig._dropin import signal as core_signal
 from aiosig._hub import get_hub
 from aiosig._siginfo import SigInfo
@@ -44,7 +44,7 @@ def itimers_left_clear() -> Iterator[None]:
     """Fail a test that leaves a kernel itimer armed or a scheduler active."""
     yield
     left = {which: signal.getitimer(which) for which in ITIMERS}
-    active = [which for which, s in _timers._schedulers.items() if s.active]
+    active = [which for which, s in _itimers.schedulers().items() if s.active]
     for which in ITIMERS:
         signal.setitimer(which, 0)
     armed = {which: value for which, value in left.items() if value != (0.0, 0.0)}
@@ -72,7 +72,7 @@ class LoopErrors:
 
 
 def assert_idle() -> None:
-    assert not _timers._schedulers[signal.ITIMER_REAL].active
+    assert not _itimers.schedulers()[signal.ITIMER_REAL].active
     assert not get_hub().holds(signal.SIGALRM)
 
 
@@ -176,7 +176,7 @@ async def test_cancelled_alarms_do_not_pile_up_while_another_keeps_the_scheduler
     keep = alarm(60)
     for _ in range(1000):
         alarm(3600).cancel()
-    assert len(_timers._schedulers[signal.ITIMER_REAL]._heap) < 200
+    assert len(_itimers.schedulers()[signal.ITIMER_REAL]._heap) < 200
     keep.cancel()
     assert_idle()
 
@@ -427,7 +427,7 @@ async def test_a_dropped_itimer_leaves_at_its_next_expiry() -> None:
     timer = setitimer(signal.ITIMER_REAL, 0.02, 0.02)
     del timer
     gc.collect()
-    await until(lambda: not _timers._schedulers[signal.ITIMER_REAL].active)
+    await until(lambda: not _itimers.schedulers()[signal.ITIMER_REAL].active)
     assert_idle()
 
 
@@ -458,7 +458,7 @@ async def _burn_cpu(stop: asyncio.Event) -> None:
     ("which", "signum", "clock"),
     [
         (signal.ITIMER_PROF, signal.SIGPROF, time.process_time),
-        (signal.ITIMER_VIRTUAL, signal.SIGVTALRM, _timers._user_cpu_time),
+        (signal.ITIMER_VIRTUAL, signal.SIGVTALRM, _itimers._user_cpu_time),
     ],
     ids=["prof", "virtual"],
 )
@@ -476,8 +476,8 @@ async def test_cpu_itimer_ticks_while_burning_cpu(
         stop.set()
         await burner
     assert all(t.info.si_signo == signum for t in ticks)
-    assert clock() - start >= 0.03 * 3 - _timers._TOLERANCE_CPU * 3
-    assert not _timers._schedulers[which].active
+    assert clock() - start >= 0.03 * 3 - _itimers._TOLERANCE_CPU * 3
+    assert not _itimers.schedulers()[which].active
     assert signal.getitimer(which) == (0.0, 0.0)
 
 
