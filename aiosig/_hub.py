@@ -10,7 +10,8 @@ Rule 2 (bytes are the hot path): while the hub owns the wakeup fd, every deliver
 byte into its pipe. A reader registered on each subscribing loop reads it (64 KiB at most per
 wakeup, so consumers run between the reads of a burst), dispatches one delivery per byte (so
 real-time signals are counted exactly) and forwards the bytes to the previous owners.
-Deliveries run outside the hub's lock. The trampoline adds one swap to that path.
+Deliveries run outside the hub's lock. The trampoline adds one swap to that path. The read
+side (markers, orphans, sorting by loop) is ``_reader``.
 
 Rule 3 (the trampoline repairs the fd): a Python-level handler is needed for CPython to write
 a byte at all, so each managed signal gets ``_trampoline``. It runs in the main thread between
@@ -88,7 +89,7 @@ from ._loops import (
     retire_sentinel,
     start_sentinel,
 )
-from ._siginfo import SigInfo
+from ._reader import Reader, run_batch, send_batches
 from ._subscription import (
     Deliver,
     FrameHook,
@@ -104,20 +105,14 @@ __all__ = ("Hub", "Reservation", "Subscription", "check_signal", "get_hub")
 
 _NSIG = signal.NSIG
 _MAIN_THREAD_INSTALL_TIMEOUT = 5.0
-_MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
-_NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
 _IGNORED_BY_DEFAULT = frozenset(
     getattr(signal, n) for n in ("SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT") if hasattr(signal, n)
 )
-_READ_MAX = 65536  # per wakeup: consumers run between reads of a burst (SelfPipe.drain)
-_PLAIN = {s: SigInfo.plain(s) for s in range(1, _NSIG)}  # shared: a plain delivery is a number
 # The C function behind signal.getsignal: the stdlib's wrapper converts to an enum, which
 # costs 50x more (2.5 us), and the reader checks every held signal on every wakeup.
 _c_getsignal: Callable[[int], object] = getattr(
     importlib.import_module("_signal"), "getsignal", signal.getsignal
 )
-
-Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
 
 
 class Hub:
@@ -139,18 +134,9 @@ class Hub:
         self._loops: dict[asyncio.AbstractEventLoop, LoopWatch] = {}
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
-        self._carry = b""  # bytes a raising chained handler kept from being dispatched
-        # Written by the trampoline (ints, list items and plain attributes only).
-        self._suspect = False
-        self._thieves: list[int] = []
-        self._unmarked = [0] * _NSIG
-        self._unmarked_pending = False
-        self._orphans = [0] * _NSIG
-        # The reader's own.
-        self._seen = [0] * _NSIG  # bytes of each signal since its last marker
-        self._unmarked_done = [0] * _NSIG
         self._orphans_done = [0] * _NSIG
         self.stats = {"dispatched": 0, "recovered": 0, "thefts": 0}
+        self._reader = Reader(self._subs, self._chains, self.stats)
 
     # ---- the trampoline -------------------------------------------------------------------
 
@@ -165,16 +151,11 @@ class Hub:
             except (ValueError, OSError):
                 cur = pipe.w
             if cur != pipe.w:
-                self._thieves.append(cur)  # the reader chains to it (append is atomic)
-                self._suspect = True
+                self._reader.thieves.append(cur)  # the reader chains to it (append is atomic)
+                self._reader.suspect = True
                 self.stats["thefts"] += 1
-        if self._suspect:
-            try:
-                os.write(pipe.w, _MARKERS[signum])
-            except OSError:  # full: the byte before it most likely did not fit either
-                self._unmarked[signum] += 1
-                self._unmarked_pending = True
-                pipe.wake()
+        if self._reader.suspect:
+            self._reader.mark(pipe, signum)
         for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
             try:
                 sub.in_handler(signum, frame)  # type: ignore[misc]
@@ -272,7 +253,7 @@ class Hub:
                 "which aiosig could not put back; leave this signal to that handler."
             )
         self._user[signum] = signal.signal(signum, self._tramp)
-        self._orphans_done[signum] = self._orphans[signum]
+        self._orphans_done[signum] = self._reader.orphans[signum]
         self._held.add(signum)
 
     def _release(self, signums: Iterable[int]) -> None:
@@ -305,7 +286,7 @@ class Hub:
             if self._owning and not self._held:
                 self._restore_fd()
             elif released and self._pipe is not None:
-                self._read_all()  # count what arrived with nobody left to receive it
+                self._reader.read_all(self._pipe)  # count what came with nobody to take it
         for signum in released:
             self._raise_orphans(signum)
 
@@ -331,29 +312,23 @@ class Hub:
 
     def _raise_orphans(self, signum: int) -> None:
         """Deliveries nobody received take the restored default action (Rule 4)."""
-        orphans = self._orphans[signum] - self._orphans_done[signum]
-        self._orphans_done[signum] = self._orphans[signum]
+        orphans = self._reader.orphans[signum] - self._orphans_done[signum]
+        self._orphans_done[signum] = self._reader.orphans[signum]
         if orphans > 0 and not self._refs[signum] and signal.getsignal(signum) == signal.SIG_DFL:
             signal.raise_signal(signum)
 
     def _restore_fd(self) -> None:
         assert self._pipe is not None
         self._owning = False
-        self._adopt_thieves()
+        self._reader.adopt_thieves()
         target = self._chains.top
         cur = signal.set_wakeup_fd(target.fd, warn_on_full_buffer=target.warn_on_full_buffer)
         if cur != self._pipe.w:  # someone took it meanwhile: theirs stays
             signal.set_wakeup_fd(cur)
         # Bytes still in the pipe belong to the previous owners' signals: hand them over.
-        self._read_all()
+        self._reader.read_all(self._pipe)
         self._chains.close()
-        self._suspect = False
-        self._seen = [0] * _NSIG
-
-    def _adopt_thieves(self) -> None:
-        thieves, self._thieves = self._thieves, []
-        for thief in thieves:
-            self._chains.push(thief)
+        self._reader.reset()
 
     # ---- subscribing ----------------------------------------------------------------------
 
@@ -540,92 +515,10 @@ class Hub:
             # Not the full audit: the trampoline re-takes the fd on every delivery, and a
             # wakeup means the bytes reach us anyway.
             self._audit_dispositions()
-            batches = self._read()
+            batches = self._reader.read(self._pipe)
         # User code runs outside the lock: a callback may subscribe, or take its time.
-        _run_batch(batches.pop(loop, []))
-        _send_batches(batches)
-
-    def _read(self) -> Batches:
-        """Read one chunk (lock held) and sort its deliveries by loop (Rule 2 and 3)."""
-        pipe = self._pipe
-        assert pipe is not None
-        self._adopt_thieves()
-        # Markers written from here on belong to a later read, which judges them (Rule 3).
-        self._suspect = False
-        carry, self._carry = self._carry, b""
-        fresh = pipe.drain(_READ_MAX)
-        self._chains.forward(fresh.translate(None, _NOT_SIGNALS))
-        data = carry + fresh
-        try:
-            batches = self._sort(data)
-        except BaseException:
-            # A chained handler (Ctrl-C) raised between two bytecodes here: nothing of this
-            # read was delivered yet, so all of it waits for the next one.
-            self._carry = data + self._carry
-            pipe.wake()
-            raise
-        # Half full: bytes may soon be dropped; markers will tell which. A thief seen since
-        # the adoption above keeps the trampolines marking too.
-        backlog = len(fresh) + (pipe.backlog() if len(fresh) == _READ_MAX else 0)
-        if backlog >= pipe.capacity // 2 or self._thieves:
-            self._suspect = True
-        if not self._suspect:
-            # Markers only compare bytes within a suspicious stretch: a byte read before it
-            # must not hide the loss of a later delivery.
-            self._seen = [0] * _NSIG
-        return batches
-
-    def _read_all(self) -> None:
-        """Read the pipe empty and hand every delivery to its loop (main thread, lock held)."""
-        pipe = self._pipe
-        if pipe is None:
-            return
-        for _ in range(pipe.capacity // _READ_MAX + 2):  # bounded even under a flood
-            before = pipe.backlog() or len(self._carry)
-            _send_batches(self._read())
-            if not before:
-                break
-
-    def _sort(self, data: bytes) -> Batches:
-        """One delivery per signal byte, plus what markers say went elsewhere, by loop."""
-        batches: Batches = {}
-        seen, orphans = self._seen, self._orphans
-        for byte in data:
-            if byte >= 0x80:
-                self._on_marker(byte & 0x7F, batches)
-            elif byte:  # 0 is a wakeup
-                seen[byte] += 1
-                if not self._add(byte, batches):
-                    orphans[byte] += 1  # nobody received it: see Rule 4
-        if self._unmarked_pending:
-            self._unmarked_pending = False
-            for signum in range(1, _NSIG):
-                lost = self._unmarked[signum] - self._unmarked_done[signum]
-                if lost > 0:
-                    self._unmarked_done[signum] += lost
-                    self._on_marker(signum, batches)
-        return batches
-
-    def _add(self, signum: int, batches: Batches) -> int:
-        """Queue one plain delivery of `signum` for each live subscription; how many."""
-        n = 0
-        info = _PLAIN[signum]
-        for sub in self._subs[signum]:
-            if not sub.loop.is_closed():
-                batches.setdefault(sub.loop, []).append((sub, info))
-                n += 1
-        self.stats["dispatched"] += n
-        return n
-
-    def _on_marker(self, signum: int, batches: Batches) -> None:
-        """A trampoline ran: if no byte of its signal came since the last marker, recover."""
-        if not 0 < signum < _NSIG:
-            return
-        seen, self._seen[signum] = self._seen[signum], 0
-        if not seen:
-            self.stats["recovered"] += 1
-            if not self._add(signum, batches):
-                self._orphans[signum] += 1
+        run_batch(batches.pop(loop, []))
+        send_batches(batches)
 
     # ---- aiosig.core support (main thread; the caller validated the arguments) ------------
 
@@ -651,14 +544,14 @@ class Hub:
     def user_wakeup_fd(self) -> int:
         """The wakeup fd the user would have without aiosig (-1 for none)."""
         with self._lock:
-            self._adopt_thieves()
+            self._reader.adopt_thieves()
             return self._chains.top.fd
 
     def set_user_wakeup_fd(self, fd: int, warn_on_full_buffer: bool) -> int:
         """Chain `fd` in place of the previous owner; return the previous user-visible fd."""
         with self._lock:
             self._audit()
-            self._adopt_thieves()
+            self._reader.adopt_thieves()
             return self._chains.replace_top(fd, warn_on_full_buffer)
 
     # ---- fork -----------------------------------------------------------------------------
@@ -685,7 +578,7 @@ class Hub:
         self._owning = False
         self._refs = [0] * _NSIG
         self._held.clear()
-        self._subs = [()] * _NSIG
+        self._subs[:] = [()] * _NSIG  # in place: the reader shares the table
         self._loops.clear()
 
 
@@ -698,24 +591,6 @@ def _discards_pending(signum: int, handler: Handler) -> bool:
 
 def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> None:
     loop.call_exception_handler({"message": "aiosig in_handler hook failed", "exception": exc})
-
-
-def _run_batch(batch: list[tuple[Subscription, SigInfo]]) -> None:
-    for i, (sub, info) in enumerate(batch):
-        try:
-            sub.deliver(info)  # an Exception goes to the loop; SystemExit and Ctrl-C pass
-        except BaseException:
-            if i + 1 < len(batch):  # the rest still reaches its subscriptions, later
-                with contextlib.suppress(RuntimeError):
-                    sub.loop.call_soon(_run_batch, batch[i + 1 :])
-            raise
-
-
-def _send_batches(batches: Batches) -> None:
-    """Hand each loop its deliveries (thread-safe)."""
-    for loop, batch in batches.items():
-        with contextlib.suppress(RuntimeError):  # closed meanwhile
-            loop.call_soon_threadsafe(_run_batch, batch)
 
 
 _hub: Hub | None = None

@@ -1,0 +1,172 @@
+"""The reader: turns the bytes of the hub's pipe into deliveries (``_hub``, Rules 2 and 3).
+
+One byte of a signal is one plain delivery for every live subscription of that signal. While
+the hub is *suspicious* (the trampoline saw the wakeup fd taken, or the pipe is half full),
+the trampoline follows its delivery's byte with a marker (0x80 | signum); a marker with no
+byte of its signal since the previous marker means that delivery's byte went elsewhere, and
+one delivery is recovered. A byte no live subscription takes is counted as an *orphan*: the
+hub raises the signal again if the disposition it restores is the default action.
+
+The trampoline writes some of this state between bytecodes (``suspect``, ``thieves``,
+``unmarked``): only plain attributes, list items and ``list.append``. Everything else is the
+reader's, under the hub's lock. Deliveries are sorted by loop here and run by the caller
+outside the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+from ._siginfo import SigInfo
+from ._subscription import Subscription
+from ._wakeup import Chains, SelfPipe
+
+__all__ = ("MARKERS", "READ_MAX", "Batches", "Reader", "run_batch", "send_batches")
+
+_NSIG = signal.NSIG
+MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
+_NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
+READ_MAX = 65536  # per wakeup: consumers run between reads of a burst (SelfPipe.drain)
+_PLAIN = {s: SigInfo.plain(s) for s in range(1, _NSIG)}  # shared: a plain delivery is a number
+
+Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
+
+
+class Reader:
+    """The read side of the hub: the pipe's bytes in, deliveries sorted by loop out."""
+
+    def __init__(
+        self, subs: list[tuple[Subscription, ...]], chains: Chains, stats: dict[str, int]
+    ) -> None:
+        self._subs = subs  # the hub's own table, updated in place
+        self._chains = chains
+        self._stats = stats
+        self.carry = b""  # bytes a raising chained handler kept from being dispatched
+        # Written by the trampoline too (plain attributes, list items, list.append).
+        self.suspect = False
+        self.thieves: list[int] = []
+        self.unmarked = [0] * _NSIG
+        self.unmarked_pending = False
+        # The reader's own.
+        self.orphans = [0] * _NSIG  # deliveries no live subscription took, per signal
+        self.seen = [0] * _NSIG  # bytes of each signal since its last marker
+        self._unmarked_done = [0] * _NSIG
+
+    def mark(self, pipe: SelfPipe, signum: int) -> None:
+        """The trampoline, while suspicious: follow this delivery's byte with a marker."""
+        try:
+            os.write(pipe.w, MARKERS[signum])
+        except OSError:  # full: the byte before it most likely did not fit either
+            self.unmarked[signum] += 1
+            self.unmarked_pending = True
+            pipe.wake()
+
+    def reset(self) -> None:
+        """Forget suspicion (the hub let go of the fd)."""
+        self.suspect = False
+        self.seen = [0] * _NSIG
+
+    def read(self, pipe: SelfPipe) -> Batches:
+        """Read one chunk (the hub's lock held) and sort its deliveries by loop."""
+        self.adopt_thieves()
+        # Markers written from here on belong to a later read, which judges them (_hub, Rule 3).
+        self.suspect = False
+        carry, self.carry = self.carry, b""
+        fresh = pipe.drain(READ_MAX)
+        self._chains.forward(fresh.translate(None, _NOT_SIGNALS))
+        data = carry + fresh
+        try:
+            batches = self._sort(data)
+        except BaseException:
+            # A chained handler (Ctrl-C) raised between two bytecodes here: nothing of this
+            # read was delivered yet, so all of it waits for the next one.
+            self.carry = data + self.carry
+            pipe.wake()
+            raise
+        # Half full: bytes may soon be dropped; markers will tell which. A thief seen since
+        # the adoption above keeps the trampolines marking too.
+        backlog = len(fresh) + (pipe.backlog() if len(fresh) == READ_MAX else 0)
+        if backlog >= pipe.capacity // 2 or self.thieves:
+            self.suspect = True
+        if not self.suspect:
+            # Markers only compare bytes within a suspicious stretch: a byte read before it
+            # must not hide the loss of a later delivery.
+            self.seen = [0] * _NSIG
+        return batches
+
+    def read_all(self, pipe: SelfPipe) -> None:
+        """Read the pipe empty and hand every delivery to its loop (the hub's lock held)."""
+        for _ in range(pipe.capacity // READ_MAX + 2):  # bounded even under a flood
+            before = pipe.backlog() or len(self.carry)
+            send_batches(self.read(pipe))
+            if not before:
+                break
+
+    def _sort(self, data: bytes) -> Batches:
+        """One delivery per signal byte, plus what markers say went elsewhere, by loop."""
+        batches: Batches = {}
+        seen, orphans = self.seen, self.orphans
+        for byte in data:
+            if byte >= 0x80:
+                self._on_marker(byte & 0x7F, batches)
+            elif byte:  # 0 is a wakeup
+                seen[byte] += 1
+                if not self._add(byte, batches):
+                    orphans[byte] += 1  # nobody received it: see _hub, Rule 4
+        if self.unmarked_pending:
+            self.unmarked_pending = False
+            for signum in range(1, _NSIG):
+                lost = self.unmarked[signum] - self._unmarked_done[signum]
+                if lost > 0:
+                    self._unmarked_done[signum] += lost
+                    self._on_marker(signum, batches)
+        return batches
+
+    def _add(self, signum: int, batches: Batches) -> int:
+        """Queue one plain delivery of `signum` for each live subscription; how many."""
+        n = 0
+        info = _PLAIN[signum]
+        for sub in self._subs[signum]:
+            if not sub.loop.is_closed():
+                batches.setdefault(sub.loop, []).append((sub, info))
+                n += 1
+        self._stats["dispatched"] += n
+        return n
+
+    def _on_marker(self, signum: int, batches: Batches) -> None:
+        """A trampoline ran: if no byte of its signal came since the last marker, recover."""
+        if not 0 < signum < _NSIG:
+            return
+        seen, self.seen[signum] = self.seen[signum], 0
+        if not seen:
+            self._stats["recovered"] += 1
+            if not self._add(signum, batches):
+                self.orphans[signum] += 1
+
+    def adopt_thieves(self) -> None:
+        """Chain to the owners the trampoline found holding the wakeup fd."""
+        thieves, self.thieves = self.thieves, []
+        for thief in thieves:
+            self._chains.push(thief)
+
+
+def run_batch(batch: list[tuple[Subscription, SigInfo]]) -> None:
+    """Deliver in order, on the calling loop; what an escaping exception interrupts follows."""
+    for i, (sub, info) in enumerate(batch):
+        try:
+            sub.deliver(info)  # an Exception goes to the loop; SystemExit and Ctrl-C pass
+        except BaseException:
+            if i + 1 < len(batch):  # the rest still reaches its subscriptions, later
+                with contextlib.suppress(RuntimeError):
+                    sub.loop.call_soon(run_batch, batch[i + 1 :])
+            raise
+
+
+def send_batches(batches: Batches) -> None:
+    """Hand each loop its deliveries (thread-safe)."""
+    for loop, batch in batches.items():
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            loop.call_soon_threadsafe(run_batch, batch)
