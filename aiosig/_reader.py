@@ -20,7 +20,7 @@ import contextlib
 import os
 import signal
 
-from ._siginfo import SigInfo
+from ._siginfo import PLAIN, SigInfo
 from ._subscription import Subscription
 from ._wakeup import Chains, SelfPipe
 
@@ -30,7 +30,6 @@ _NSIG = signal.NSIG
 MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
 _NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
 READ_MAX = 65536  # per wakeup: consumers run between reads of a burst (SelfPipe.drain)
-_PLAIN = {s: SigInfo.plain(s) for s in range(1, _NSIG)}  # shared: a plain delivery is a number
 
 Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
 
@@ -128,7 +127,7 @@ class Reader:
     def _add(self, signum: int, batches: Batches) -> int:
         """Queue one plain delivery of `signum` for each live subscription; how many."""
         n = 0
-        info = _PLAIN[signum]
+        info = PLAIN[signum]
         for sub in self._subs[signum]:
             if not sub.loop.is_closed():
                 batches.setdefault(sub.loop, []).append((sub, info))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
-__all__ = ("SigInfo", "as_signal")
+__all__ = ("PLAIN", "SigInfo", "as_signal")
 
 
 def as_signal(signo: int) -> signal.Signals | int:
@@ -50,9 +50,9 @@ class SigInfo:
     @classmethod
     def plain(cls, signo: int) -> SigInfo:
         """A delivery that knows nothing but its signal number."""
-        return _PLAIN.get(signo) or cls(as_signal(signo))
+        return PLAIN.get(signo) or cls(as_signal(signo))
 
 
-# Plain deliveries are immutable and carry only the number: share one per signal so the hot
-# path allocates nothing per delivery.
-_PLAIN: dict[int, SigInfo] = {s: SigInfo(as_signal(s)) for s in signal.valid_signals()}
+# Plain deliveries are immutable and carry only the number: share one per signal number so
+# the hot path allocates nothing per delivery.
+PLAIN: dict[int, SigInfo] = {s: SigInfo(as_signal(s)) for s in range(1, signal.NSIG)}

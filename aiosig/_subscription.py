@@ -80,11 +80,6 @@ class Subscription:
         self._hub = hub
         self.closed = False
 
-    @property
-    def live(self) -> bool:
-        """Open, and its loop is not closed."""
-        return not self.closed and not self.loop.is_closed()
-
     def deliver(self, info: SigInfo) -> None:
         """Call the callback; an exception goes to the loop's exception handler."""
         if self.closed:
