@@ -72,24 +72,26 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import importlib
 import os
 import signal
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 
+from ._dispositions import DEFAULT_TERMINATES, Dispositions, Trampoline, act_as
 from ._loops import (
     LoopWatch,
     fresh_handler,
     in_loop_thread,
     is_main_thread,
-    is_uvloop,
+    refusal,
     retire_sentinel,
     start_sentinel,
 )
-from ._reader import Reader, run_batch, send_batches
+from ._platform import signals_held
+from ._reader import Reader, deliver_batches
+from ._siginfo import SigInfo
 from ._subscription import (
     Deliver,
     FrameHook,
@@ -105,14 +107,6 @@ __all__ = ("Hub", "Reservation", "Subscription", "check_signal", "get_hub")
 
 _NSIG = signal.NSIG
 _MAIN_THREAD_INSTALL_TIMEOUT = 5.0
-_IGNORED_BY_DEFAULT = frozenset(
-    getattr(signal, n) for n in ("SIGCHLD", "SIGURG", "SIGWINCH", "SIGCONT") if hasattr(signal, n)
-)
-# The C function behind signal.getsignal: the stdlib's wrapper converts to an enum, which
-# costs 50x more (2.5 us), and the reader checks every held signal on every wakeup.
-_c_getsignal: Callable[[int], object] = getattr(
-    importlib.import_module("_signal"), "getsignal", signal.getsignal
-)
 
 
 class Hub:
@@ -120,50 +114,70 @@ class Hub:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._tramp = self._trampoline  # one bound method: getsignal() identity checks need it
         self._pipe: SelfPipe | None = None
         self._chains = Chains()
         self._owning = False
-        self._refs = [0] * _NSIG
-        self._held: set[int] = set()
-        self._deferred: set[int] = set()  # released, but restoring would discard pending ones
-        self._user: list[Handler] = [None] * _NSIG  # what the user would have without us
+        self._disp = Dispositions(self._on_signal, fresh_handler)
         self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
         self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
         self._hooks: list[tuple[Subscription, ...]] = [()] * _NSIG  # those with in_handler
         self._loops: dict[asyncio.AbstractEventLoop, LoopWatch] = {}
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
-        self._orphans_done = [0] * _NSIG
         self.stats = {"dispatched": 0, "recovered": 0, "thefts": 0}
         self._reader = Reader(self._subs, self._chains, self.stats)
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """The lock, and in the main thread every signal held: a change is never cut in two.
+
+        Without holding signals, a KeyboardInterrupt from ``default_int_handler`` (or any
+        handler) could land between two steps and leave a reference or the fd behind.
+        """
+        with self._lock:
+            if is_main_thread():
+                with signals_held():
+                    yield
+            else:
+                yield
+
     # ---- the trampoline -------------------------------------------------------------------
 
-    def _trampoline(self, signum: int, frame: FrameType | None) -> None:
-        # Main thread, between bytecodes, maybe inside the hub's own reader: see Rule 3.
-        pipe = self._pipe
-        if pipe is None:
+    def _on_signal(self, tramp: Trampoline, signum: int, frame: FrameType | None) -> None:
+        # Main thread, between bytecodes, maybe inside the reader (never inside a change:
+        # those hold signals): see Rule 3. Plain attribute writes and method calls that only
+        # make them, one swap, then the handler the process would have without aiosig.
+        if not self._disp.holds(signum):
+            self._disp.heal(tramp, signum, frame)  # stale: put back by someone who saved it
             return
-        if self._owning:
-            try:
-                cur = signal.set_wakeup_fd(pipe.w, warn_on_full_buffer=False)
-            except (ValueError, OSError):
-                cur = pipe.w
-            if cur != pipe.w:
-                self._reader.thieves.append(cur)  # the reader chains to it (append is atomic)
-                self._reader.suspect = True
-                self.stats["thefts"] += 1
-        if self._reader.suspect:
-            self._reader.mark(pipe, signum)
+        pipe = self._pipe
+        if pipe is not None:
+            if self._owning:
+                try:
+                    cur = signal.set_wakeup_fd(pipe.w, warn_on_full_buffer=False)
+                except (ValueError, OSError):
+                    cur = pipe.w
+                if cur != pipe.w:
+                    self._reader.theft(cur)
+                    self.stats["thefts"] += 1
+            if self._reader.suspect:
+                self._reader.mark(pipe, signum)
         for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
             try:
                 sub.in_handler(signum, frame)  # type: ignore[misc]
             except Exception as exc:
                 sub.loop.call_soon_threadsafe(_report_hook_error, sub.loop, exc)
-        handler = self._user[signum]
-        if callable(handler) and not self._nochain[signum]:
-            handler(signum, frame)  # may raise: Ctrl-C chained to KeyboardInterrupt on purpose
+        behind = tramp.behind
+        if callable(behind):
+            if not self._nochain[signum]:
+                behind(signum, frame)  # may raise: Ctrl-C chained to KeyboardInterrupt
+        elif signum in DEFAULT_TERMINATES and self._nobody_can_take(signum):
+            act_as(behind, signum, frame)  # every subscriber's loop is gone: do what it says
+
+    def _nobody_can_take(self, signum: int) -> bool:
+        """True if the signal has subscriptions and every one's loop was closed (Rule 4)."""
+        subs = self._subs[signum]
+        return bool(subs) and all(sub.loop.is_closed() for sub in subs)
 
     # ---- ownership ------------------------------------------------------------------------
 
@@ -179,142 +193,119 @@ class Hub:
         self._owning = True
 
     def _audit(self) -> None:
-        """Entry-point re-check (main thread, lock held).
+        """Entry-point re-check (main thread, inside `_changing`).
 
-        The fd is ours, our trampolines are in place (a handler someone installed over one,
-        ``loop.add_signal_handler`` for the same signal say, becomes the user's handler and
-        the trampoline goes back in front), subscriptions of closed loops are closed, and
-        releases handed over by other threads are applied.
+        The fd is ours, the dispositions are as `_dispositions` Rule 2 says, subscriptions
+        of closed loops are closed, and releases handed over by other threads are applied.
         """
         if not is_main_thread():
             return
         self._prune_closed_loops()
-        if self._held and signal.SIGINT in self._held:
+        if signal.SIGINT in self._disp.held:
             # asyncio.Runner's Ctrl-C handler of a finished run, chained from a subscription
             # that outlived it, would raise KeyboardInterrupt anywhere: use the default.
-            self._user[signal.SIGINT] = fresh_handler(signal.SIGINT, self._user[signal.SIGINT])
+            behind = self._disp.behind(signal.SIGINT)
+            fresh = fresh_handler(signal.SIGINT, behind)
+            if fresh is not behind:
+                self._disp.set_behind(signal.SIGINT, fresh)
         if self._owning:
             self._own_fd()
-        self._audit_dispositions()
+        self._release_pending()
+        self._disp.audit()
 
     def _audit_dispositions(self) -> None:
-        """The reader's share of `_audit`, every read: no system call, ~50 ns a signal."""
+        """The reader's share of `_audit`, every read: ~50 ns a held signal when all is well."""
         if not is_main_thread():
             return
-        if self._pending_release:
-            self._release_pending()
-        if self._deferred:
-            self._restore_deferred()
-        for signum in self._held:
-            if _c_getsignal(signum) is not self._tramp:
-                self._user[signum] = signal.signal(signum, self._tramp)
+        if self._pending_release or not self._disp.settled():
+            with signals_held():
+                self._release_pending()
+                self._disp.audit()
 
     def take_back(self) -> None:
         """Re-check ownership now (at the start of a loop run, say); cheap when all is well."""
-        with self._lock:
+        with self._changing():
             self._audit()
 
     def _prune_closed_loops(self) -> None:
         closed = [loop for loop in self._loops if loop.is_closed()]
         for loop in closed:
-            self._close_loop_subscriptions(loop)
+            self._end_loop_subscriptions(loop)
             watch = self._loops.pop(loop, None)  # its reader went with it
             if watch is not None:
                 watch.active = False
                 watch.sentinel = None
 
-    def _close_loop_subscriptions(self, loop: asyncio.AbstractEventLoop) -> None:
-        doomed = {sub for s in self._held for sub in self._subs[s] if sub.loop is loop}
+    def _end_loop_subscriptions(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End every subscription of `loop` as one group (Rule 4).
+
+        All of them leave the tables first, so that what one reports unconsumed is not
+        discarded on the grounds that another of the same loop is still live.
+        """
+        doomed = {sub for s in self._disp.held for sub in self._subs[s] if sub.loop is loop}
         for sub in doomed:
-            sub.close()
+            self._drop_from_tables(sub)
+        for sub in doomed:
+            sub.end()
 
     def _install(self, signums: Iterable[int]) -> None:
-        """Main thread only: take a reference on each signal, installing on the first."""
+        """Main thread only, inside `_changing`: take a reference on each signal."""
         self._own_fd()
         done: list[int] = []
         try:
             for signum in signums:
-                if self._refs[signum] == 0:
-                    self._take_disposition(signum)
-                self._refs[signum] += 1
+                if not self._disp.holds(signum):
+                    self._reader.take_orphans(signum)  # what came before is not ours
+                self._disp.take(signum)
                 done.append(signum)
         except BaseException:
             self._release_now(done)
             raise
 
-    def _take_disposition(self, signum: int) -> None:
-        if signum in self._deferred:  # still ours, restoration pending: keep the user's
-            self._deferred.discard(signum)
-            self._held.add(signum)
-            return
-        if signal.getsignal(signum) is None:
-            raise RuntimeError(
-                f"{signal_name(signum)} has a handler that was not installed from Python, "
-                "which aiosig could not put back; leave this signal to that handler."
-            )
-        self._user[signum] = signal.signal(signum, self._tramp)
-        self._orphans_done[signum] = self._reader.orphans[signum]
-        self._held.add(signum)
-
     def _release(self, signums: Iterable[int]) -> None:
         if is_main_thread():
-            self._release_now(signums)
-            self._release_pending()
+            with self._changing():
+                self._release_now(signums)
+                self._release_pending()
             return
         with self._lock:
             self._pending_release.extend(signums)
         loop = self._main_loop() if self._main_loop else None
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._release_pending)
+                loop.call_soon_threadsafe(self._release_pending_now)
+
+    def _release_pending_now(self) -> None:
+        with self._changing():
+            self._release_pending()
 
     def _release_pending(self) -> None:
-        with self._lock:
-            pending, self._pending_release = self._pending_release, []
+        pending, self._pending_release = self._pending_release, []
         if pending:
             self._release_now(pending)
 
     def _release_now(self, signums: Iterable[int]) -> None:
-        with self._lock:
-            released = []
-            for signum in signums:
-                self._refs[signum] -= 1
-                if self._refs[signum] == 0:
-                    self._held.discard(signum)
-                    self._restore_disposition(signum)
-                    released.append(signum)
-            if self._owning and not self._held:
-                self._restore_fd()
-            elif released and self._pipe is not None:
-                self._reader.read_all(self._pipe)  # count what came with nobody to take it
+        """Main thread, inside `_changing`: drop a reference on each signal."""
+        released = [signum for signum in signums if self._disp.drop(signum)]
+        if self._owning and not self._disp.held:
+            self._restore_fd()
+        elif released and self._pipe is not None:
+            self._reader.read_all(self._pipe)  # count what came with nobody to take it
         for signum in released:
             self._raise_orphans(signum)
 
-    def _restore_disposition(self, signum: int) -> None:
-        user = self._user[signum]
-        if _c_getsignal(signum) is not self._tramp or user is None:
-            self._user[signum] = None  # someone else's handler is there now: theirs stays
-            return
-        if _discards_pending(signum, user) and signum in signal.sigpending():
-            # Setting this disposition would make the kernel discard the blocked, pending
-            # instances that a later sigwait (aiosig's or the stdlib's) is entitled to:
-            # keep the trampoline (it acts as `user` would) until they are taken.
-            self._deferred.add(signum)
-            return
-        self._user[signum] = None
-        self._deferred.discard(signum)
-        signal.signal(signum, fresh_handler(signum, user))
-
-    def _restore_deferred(self) -> None:
-        pending = signal.sigpending()
-        for signum in [s for s in self._deferred if s not in pending and not self._refs[s]]:
-            self._restore_disposition(signum)
-
     def _raise_orphans(self, signum: int) -> None:
-        """Deliveries nobody received take the restored default action (Rule 4)."""
-        orphans = self._reader.orphans[signum] - self._orphans_done[signum]
-        self._orphans_done[signum] = self._reader.orphans[signum]
-        if orphans > 0 and not self._refs[signum] and signal.getsignal(signum) == signal.SIG_DFL:
+        """Deliveries nobody received take the restored default action (Rule 4).
+
+        A standard signal once however many (the kernel would have merged them), a real-time
+        one once per delivery.
+        """
+        orphans = self._reader.take_orphans(signum)
+        if not orphans or self._disp.holds(signum):
+            return
+        if signal.getsignal(signum) != signal.SIG_DFL or signum not in DEFAULT_TERMINATES:
+            return
+        for _ in range(orphans if signum >= signal.SIGRTMIN else 1):
             signal.raise_signal(signum)
 
     def _restore_fd(self) -> None:
@@ -340,6 +331,7 @@ class Hub:
         loop: asyncio.AbstractEventLoop | None = None,
         chain: bool = True,
         in_handler: FrameHook | None = None,
+        on_end: Callable[[], object] | None = None,
     ) -> Subscription:
         """Deliver every later delivery of `signals` to `deliver(info)`, on `loop`.
 
@@ -353,6 +345,8 @@ class Hub:
                 main thread, with the interrupted frame: for code that must see where the
                 main thread is (a blocked loop cannot run `deliver`). It must be quick and
                 must not raise (an exception is reported to `loop`'s exception handler).
+            on_end: Called instead of closing the subscription when its loop shuts down, so
+                that its owner closes it (reporting what it did not consume).
 
         Raises:
             RuntimeError: No loop, SIGCHLD on uvloop, SIGINT before the loop runs, or a
@@ -365,19 +359,35 @@ class Hub:
                 "subscribe from the thread that runs the loop (hand the call over with "
                 "loop.call_soon_threadsafe)."
             )
-        self._refuse(signums, loop)
-        sub = Subscription(self, signums, deliver, loop, chain, in_handler)
-        self._acquire(signums, loop)
+        reason = refusal(signums, loop)
+        if reason is not None:
+            raise RuntimeError(reason)
+        sub = Subscription(self, signums, deliver, loop, chain, in_handler, on_end)
+        if is_main_thread():
+            with self._changing():
+                self._audit()
+                self._install(signums)
+                try:
+                    self._attach(sub)
+                except BaseException:
+                    self._release_now(signums)
+                    raise
+            self._main_loop = weakref.ref(loop)
+            return sub
+        self._acquire_from_thread(signums)
         try:
             with self._lock:
-                self._add_reader(loop)
-                for s in signums:
-                    self._subs[s] = (*self._subs[s], sub)
-                    self._update_trampoline_table(s)
+                self._attach(sub)
         except BaseException:
             self._release(signums)
             raise
         return sub
+
+    def _attach(self, sub: Subscription) -> None:
+        self._add_reader(sub.loop)
+        for s in sub.signals:
+            self._subs[s] = (*self._subs[s], sub)
+            self._update_trampoline_table(s)
 
     def _update_trampoline_table(self, signum: int) -> None:
         subs = self._subs[signum]
@@ -393,34 +403,19 @@ class Hub:
         """
         signums = frozenset(check_signal(s) for s in signals)
         if not is_main_thread():
-            raise RuntimeError("reserve() installs signal handlers: call it from the main thread.")
-        with self._lock:
+            raise RuntimeError(
+                "aiosig.reserve() installs signal handlers: call it from the main thread."
+            )
+        with self._changing():
+            self._audit()
             self._install(signums)
         return Reservation(self, signums)
 
-    def _refuse(self, signums: frozenset[int], loop: asyncio.AbstractEventLoop) -> None:
-        if signal.SIGCHLD in signums and is_uvloop(loop):
-            raise RuntimeError(
-                "SIGCHLD is owned by uvloop's child watcher (libuv); wait for child processes "
-                "with asyncio's subprocess API (await proc.wait()) instead."
-            )
-        if signal.SIGINT in signums and not loop.is_running():
-            raise RuntimeError(
-                "subscribe to SIGINT from inside the running loop, so that asyncio.Runner "
-                "installs its Ctrl-C handler first and aiosig can chain to it."
-            )
-
-    def _acquire(self, signums: frozenset[int], loop: asyncio.AbstractEventLoop) -> None:
-        if is_main_thread():
-            with self._lock:
-                self._audit()
-                self._install(signums)
-            self._main_loop = weakref.ref(loop)
-            return
+    def _acquire_from_thread(self, signums: frozenset[int]) -> None:
         with self._lock:
-            if all(self._refs[s] for s in signums):
+            if all(self._disp.refs[s] for s in signums):
                 for s in signums:
-                    self._refs[s] += 1
+                    self._disp.take(s)  # held already: only a count, no system call
                 return
         self._install_from_main_thread(signums)
 
@@ -430,13 +425,13 @@ class Hub:
             names = ", ".join(sorted(signal_name(s) for s in signums))
             raise RuntimeError(
                 f"only the main thread can install signal handlers, and no main-thread loop "
-                f"that uses aiosig is running: reserve {names} from the main thread first "
-                "(aiosig's Hub.reserve), or subscribe there."
+                f"that uses aiosig is running: call aiosig.reserve({names}) in the main "
+                "thread first, or subscribe there."
             )
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def install() -> None:
-            with self._lock:
+            with self._changing():
                 if not done.set_running_or_notify_cancel():
                     return  # the thread gave up waiting: taking a reference would leak it
                 try:
@@ -455,15 +450,27 @@ class Hub:
                 return
             raise RuntimeError(
                 "the main thread's loop did not install the signal handlers within "
-                f"{_MAIN_THREAD_INSTALL_TIMEOUT:g} s (is it blocked?); call Hub.reserve() "
+                f"{_MAIN_THREAD_INSTALL_TIMEOUT:g} s (is it blocked?); call aiosig.reserve() "
                 "in the main thread first."
             ) from None
 
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            for s in sub.signals:
+    def _unsubscribe(self, sub: Subscription, unconsumed: Iterable[SigInfo] = ()) -> None:
+        with self._changing():
+            self._drop_from_tables(sub)
+            for info in unconsumed:
+                signum = int(info.si_signo)
+                if not any(not other.loop.is_closed() for other in self._subs[signum]):
+                    self._reader.orphan(signum)  # nobody else saw it: see Rule 4
+        self._release(sub.signals)
+
+    def _drop_from_tables(self, sub: Subscription) -> None:
+        """Stop delivering to `sub` (the hub's lock held); the references stay."""
+        for s in sub.signals:
+            if sub in self._subs[s]:
                 self._subs[s] = tuple(x for x in self._subs[s] if x is not sub)
                 self._update_trampoline_table(s)
+        if sub.attached:
+            sub.attached = False
             loop = sub.loop
             if loop.is_running() and not in_loop_thread(loop) and not loop.is_closed():
                 # The count and the reader change together, on the loop's thread, so that a
@@ -472,7 +479,6 @@ class Hub:
                     loop.call_soon_threadsafe(self._remove_reader, loop)
             else:
                 self._remove_reader(loop)
-        self._release(sub.signals)
 
     def _add_reader(self, loop: asyncio.AbstractEventLoop) -> None:
         watch = self._loops.get(loop)
@@ -503,8 +509,8 @@ class Hub:
 
     def _loop_shutting_down(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop shuts down its async generators: its subscriptions end (Rule 4)."""
-        with self._lock:
-            self._close_loop_subscriptions(loop)
+        with self._changing():
+            self._end_loop_subscriptions(loop)
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -517,25 +523,23 @@ class Hub:
             self._audit_dispositions()
             batches = self._reader.read(self._pipe)
         # User code runs outside the lock: a callback may subscribe, or take its time.
-        run_batch(batches.pop(loop, []))
-        send_batches(batches)
+        deliver_batches(batches, loop)
 
     # ---- aiosig.core support (main thread; the caller validated the arguments) ------------
 
     def holds(self, signum: int) -> bool:
         """True while the hub's trampoline manages `signum`."""
-        return 0 < signum < _NSIG and (self._refs[signum] > 0 or signum in self._deferred)
+        return self._disp.holds(signum)
 
     def user_handler(self, signum: int) -> Handler:
-        """The handler the user would have for `signum` without aiosig."""
-        return self._user[signum]
+        """The handler the process would have for `signum` without aiosig."""
+        return self._disp.behind(signum)
 
     def set_user_handler(self, signum: int, handler: Handler) -> Handler:
         """Set the handler the trampoline chains to; return the previous one."""
-        with self._lock:
+        with self._changing():
             self._audit()
-            old, self._user[signum] = self._user[signum], handler
-        return old
+            return self._disp.set_behind(signum, handler)
 
     def owns_wakeup_fd(self) -> bool:
         """True while the hub's pipe is the process's wakeup fd."""
@@ -549,7 +553,7 @@ class Hub:
 
     def set_user_wakeup_fd(self, fd: int, warn_on_full_buffer: bool) -> int:
         """Chain `fd` in place of the previous owner; return the previous user-visible fd."""
-        with self._lock:
+        with self._changing():
             self._audit()
             self._reader.adopt_thieves()
             return self._chains.replace_top(fd, warn_on_full_buffer)
@@ -565,10 +569,8 @@ class Hub:
             cur = signal.set_wakeup_fd(-1)
             if cur != pipe.w:  # not ours: put it back
                 signal.set_wakeup_fd(cur)
-        for signum in self._held | self._deferred:  # nothing is pending in a new child
-            with contextlib.suppress(ValueError, OSError, TypeError):
-                self._restore_disposition(signum)
-        self._deferred.clear()
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            self._disp.forget()  # nothing is pending in a new child
         for subs in self._subs:
             for sub in subs:
                 sub.closed = True  # closing one in the child must not touch the new hub
@@ -576,17 +578,8 @@ class Hub:
         pipe.close()
         self._pipe = None
         self._owning = False
-        self._refs = [0] * _NSIG
-        self._held.clear()
         self._subs[:] = [()] * _NSIG  # in place: the reader shares the table
         self._loops.clear()
-
-
-def _discards_pending(signum: int, handler: Handler) -> bool:
-    """POSIX: setting SIG_IGN, or SIG_DFL where the default is to ignore, discards pending."""
-    return handler == signal.SIG_IGN or (
-        handler == signal.SIG_DFL and signum in _IGNORED_BY_DEFAULT
-    )
 
 
 def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> None:

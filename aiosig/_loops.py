@@ -1,4 +1,8 @@
-"""What the hub needs to know about loops, threads and runners.
+"""What the hub needs to know about loops, threads and runners (asyncio, uvloop, Runner).
+
+Everything aiosig knows about the internals of asyncio, uvloop and ``asyncio.Runner`` is
+here, so that the hub only asks questions: which loop, which thread, may this loop take this
+signal (`refusal`), is this saved SIGINT handler a finished run's (`fresh_handler`).
 
 A subscription lives on a loop, and ends with it: the hub registers a sentinel async
 generator on each loop it reads on, which ``shutdown_asyncgens`` (called by ``asyncio.run``
@@ -25,6 +29,7 @@ __all__ = (
     "in_loop_thread",
     "is_main_thread",
     "is_uvloop",
+    "refusal",
     "retire_sentinel",
     "start_sentinel",
 )
@@ -46,6 +51,21 @@ def in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+def refusal(signums: frozenset[int], loop: asyncio.AbstractEventLoop) -> str | None:
+    """Why `loop` may not subscribe to `signums`, in one sentence; None if it may."""
+    if signal.SIGCHLD in signums and is_uvloop(loop):
+        return (
+            "SIGCHLD is owned by uvloop's child watcher (libuv); wait for child processes "
+            "with asyncio's subprocess API (await proc.wait()) instead."
+        )
+    if signal.SIGINT in signums and not loop.is_running():
+        return (
+            "subscribe to SIGINT from inside the running loop, so that asyncio.Runner "
+            "installs its Ctrl-C handler first and aiosig can chain to it."
+        )
+    return None
 
 
 class LoopWatch:

@@ -51,7 +51,7 @@ import functools
 import os
 import signal
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from . import _platform
 from ._hub import Subscription, get_hub
@@ -122,8 +122,13 @@ class Consumer:
         if self._source is not None and not self._closed:
             self._source.read()
 
-    def close(self) -> None:
-        """Stop both sources; idempotent."""
+    def close(self, unconsumed: Iterable[SigInfo] = ()) -> None:
+        """Stop both sources; idempotent.
+
+        Args:
+            unconsumed: Deliveries taken but not acted on, for the hub to raise again if
+                nobody else saw them (see `Subscription.close`).
+        """
         if self._closed:
             return
         self._closed = True
@@ -131,7 +136,7 @@ class Consumer:
             if self._source is not None:
                 self._source.remove(self)
         finally:
-            self.subscription.close()
+            self.subscription.close(unconsumed)
 
 
 def open_consumer(
@@ -141,6 +146,7 @@ def open_consumer(
     loop: asyncio.AbstractEventLoop,
     *,
     chain: bool = True,
+    on_end: Callable[[], object] | None = None,
 ) -> Consumer:
     """Subscribe `offer` to every delivery of `signals` on `loop`, plain and precise (Rule 1).
 
@@ -153,6 +159,8 @@ def open_consumer(
         loop: The running loop.
         chain: As for `Hub.subscribe`: False to stop calling the handler that was
             installed before aiosig while this consumer lives.
+        on_end: As for `Hub.subscribe`: called when the loop shuts down, so that the owner
+            closes (a receiver raises what it buffered again); by default the consumer closes.
 
     Returns:
         The consumer; ``close()`` ends both subscriptions.
@@ -160,7 +168,7 @@ def open_consumer(
     Raises:
         Whatever `Hub.subscribe` or ``signalfd`` raises; nothing stays subscribed then.
     """
-    subscription = get_hub().subscribe(signals, offer, loop=loop, chain=chain)
+    subscription = get_hub().subscribe(signals, offer, loop=loop, chain=chain, on_end=on_end)
     try:
         precise = signals & blocked_signals() if _platform.HAVE_SIGNALFD else frozenset()
         consumer = Consumer(signals, precise, offer, room, subscription)

@@ -4,13 +4,17 @@ One byte of a signal is one plain delivery for every live subscription of that s
 the hub is *suspicious* (the trampoline saw the wakeup fd taken, or the pipe is half full),
 the trampoline follows its delivery's byte with a marker (0x80 | signum); a marker with no
 byte of its signal since the previous marker means that delivery's byte went elsewhere, and
-one delivery is recovered. A byte no live subscription takes is counted as an *orphan*: the
-hub raises the signal again if the disposition it restores is the default action.
+one delivery is recovered.
 
-The trampoline writes some of this state between bytecodes (``suspect``, ``thieves``,
-``unmarked``): only plain attributes, list items and ``list.append``. Everything else is the
-reader's, under the hub's lock. Deliveries are sorted by loop here and run by the caller
-outside the lock.
+Orphans are counted here, and only here: a byte no live subscription takes, and a delivery a
+subscription reports unconsumed when it closes with no other live subscription of its signal
+left (``orphan``). The hub asks for the count when it releases the signal (``take_orphans``)
+and raises the signal again if the disposition it restored is the default action.
+
+The trampoline calls `theft` and `mark` between bytecodes: they only set plain attributes,
+list items and ``list.append``. Everything else is the reader's, under the hub's lock; the
+hub only calls methods. Deliveries are sorted by loop here and run by the caller outside the
+lock.
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from ._siginfo import PLAIN, SigInfo
 from ._subscription import Subscription
 from ._wakeup import Chains, SelfPipe
 
-__all__ = ("MARKERS", "READ_MAX", "Batches", "Reader", "run_batch", "send_batches")
+__all__ = (
+    "MARKERS",
+    "READ_MAX",
+    "Batches",
+    "Reader",
+    "deliver_batches",
+    "run_batch",
+    "send_batches",
+)
 
 _NSIG = signal.NSIG
 MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
@@ -50,9 +62,14 @@ class Reader:
         self.unmarked = [0] * _NSIG
         self.unmarked_pending = False
         # The reader's own.
-        self.orphans = [0] * _NSIG  # deliveries no live subscription took, per signal
+        self._orphans = [0] * _NSIG  # deliveries nobody took since the signal's install
         self.seen = [0] * _NSIG  # bytes of each signal since its last marker
         self._unmarked_done = [0] * _NSIG
+
+    def theft(self, fd: int) -> None:
+        """The trampoline found `fd` holding the wakeup fd: chain to it, and mark from now on."""
+        self.thieves.append(fd)  # list.append is atomic: safe between any two bytecodes
+        self.suspect = True
 
     def mark(self, pipe: SelfPipe, signum: int) -> None:
         """The trampoline, while suspicious: follow this delivery's byte with a marker."""
@@ -67,6 +84,15 @@ class Reader:
         """Forget suspicion (the hub let go of the fd)."""
         self.suspect = False
         self.seen = [0] * _NSIG
+
+    def orphan(self, signum: int, count: int = 1) -> None:
+        """Count deliveries of `signum` that nobody took (the hub's lock held)."""
+        self._orphans[signum] += count
+
+    def take_orphans(self, signum: int) -> int:
+        """How many deliveries of `signum` nobody took since the last call; reset it."""
+        count, self._orphans[signum] = self._orphans[signum], 0
+        return count
 
     def read(self, pipe: SelfPipe) -> Batches:
         """Read one chunk (the hub's lock held) and sort its deliveries by loop."""
@@ -107,7 +133,7 @@ class Reader:
     def _sort(self, data: bytes) -> Batches:
         """One delivery per signal byte, plus what markers say went elsewhere, by loop."""
         batches: Batches = {}
-        seen, orphans = self.seen, self.orphans
+        seen, orphans = self.seen, self._orphans
         for byte in data:
             if byte >= 0x80:
                 self._on_marker(byte & 0x7F, batches)
@@ -143,13 +169,24 @@ class Reader:
         if not seen:
             self._stats["recovered"] += 1
             if not self._add(signum, batches):
-                self.orphans[signum] += 1
+                self._orphans[signum] += 1
 
     def adopt_thieves(self) -> None:
         """Chain to the owners the trampoline found holding the wakeup fd."""
         thieves, self.thieves = self.thieves, []
         for thief in thieves:
             self._chains.push(thief)
+
+
+def deliver_batches(batches: Batches, here: asyncio.AbstractEventLoop) -> None:
+    """Hand the other loops their deliveries first, then run this loop's.
+
+    In that order because this loop's subscriptions run user code, which may raise
+    KeyboardInterrupt or SystemExit out of the batch: the other loops must have theirs by then.
+    """
+    mine = batches.pop(here, [])
+    send_batches(batches)
+    run_batch(mine)
 
 
 def run_batch(batch: list[tuple[Subscription, SigInfo]]) -> None:

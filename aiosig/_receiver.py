@@ -17,22 +17,25 @@ second concurrent ``__anext__`` raises instead of silently orphaning the first.
 
 Rule 3 (what is buffered at exit is not lost): a user's own Python handler has seen every
 delivery already (the hub's trampoline chains to it). What nobody handled is a delivery still
-buffered when the receiver closes while the restored disposition is the default action: it is
-raised again with ``signal.raise_signal``, so that action happens (a buffered SIGTERM still
-terminates), as trio does. A signal still held by other aiosig subscriptions is not raised
-again: they have seen it. A standard signal is raised once however many were buffered (the
-kernel would have merged them); a real-time one once per delivery.
+buffered when the receiver closes, however it closes (``close()``, ``async with``, or the
+end of ``asyncio.run``/``uvloop.run``, which ends the loop's subscriptions as one group): the
+receiver hands it to the hub as unconsumed, and once the hub has restored the disposition,
+if that is the default action, the signal is raised again so that the action happens (a
+buffered SIGTERM still terminates), as trio does. A signal another live aiosig subscription
+also received is not raised again: it has seen it. A standard signal is raised once however
+many were buffered (the kernel would have merged them); a real-time one once per delivery.
+The hub raises it from the main thread, so a receiver on a worker thread's loop gets the
+same treatment.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
 from ._closing import AsyncClosing
-from ._hub import check_signal, get_hub
+from ._hub import check_signal
 from ._precise import open_consumer
 from ._siginfo import SigInfo
 
@@ -66,7 +69,9 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
         self._buffer: deque[SigInfo] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._consumer = open_consumer(signums, self.offer, self.room, self._loop, chain=chain)
+        self._consumer = open_consumer(
+            signums, self.offer, self.room, self._loop, chain=chain, on_end=self.close
+        )
         self.precise_signals = self._consumer.precise_signals
 
     # ---- fed by the hub (plain) and the precise source ------------------------------------
@@ -129,24 +134,10 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
         if self._closed:
             return
         self._closed = True
-        self._consumer.close()
         leftover, self._buffer = self._buffer, deque()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-        _raise_again(leftover)
-
-
-def _raise_again(leftover: Iterable[SigInfo]) -> None:
-    hub = get_hub()
-    raised: set[int] = set()
-    for info in leftover:
-        signum = int(info.si_signo)
-        if hub.holds(signum) or signal.getsignal(signum) != signal.SIG_DFL:
-            continue
-        if signum in raised and signum < signal.SIGRTMIN:
-            continue
-        raised.add(signum)
-        signal.raise_signal(signum)
+        self._consumer.close(unconsumed=leftover)  # the hub raises them again (Rule 3)
 
 
 def open_signal_receiver(

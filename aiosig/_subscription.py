@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -71,14 +71,17 @@ class Subscription:
         loop: asyncio.AbstractEventLoop,
         chain: bool = True,
         in_handler: FrameHook | None = None,
+        on_end: Callable[[], object] | None = None,
     ) -> None:
         self.signals = signals
         self.loop = loop
         self.chain = chain
         self.in_handler = in_handler
+        self._on_end = on_end
         self._deliver = deliver
         self._hub = hub
         self.closed = False
+        self.attached = True  # counted in its loop's reader (the hub's business)
 
     def deliver(self, info: SigInfo) -> None:
         """Call the callback; an exception goes to the loop's exception handler."""
@@ -91,11 +94,24 @@ class Subscription:
                 {"message": "aiosig subscription callback failed", "exception": exc}
             )
 
-    def close(self) -> None:
-        """Stop deliveries; the last subscription of a signal restores its disposition."""
+    def close(self, unconsumed: Iterable[SigInfo] = ()) -> None:
+        """Stop deliveries; the last subscription of a signal restores its disposition.
+
+        Args:
+            unconsumed: Deliveries this subscription took but nobody acted on (a receiver's
+                buffer). With no other live subscription of their signal, they count as
+                deliveries nobody took: the signal is raised again if its restored
+                disposition is the default action.
+        """
         if not self.closed:
             self.closed = True
-            self._hub._unsubscribe(self)
+            self._hub._unsubscribe(self, unconsumed)
+
+    def end(self) -> None:
+        """The hub ends the subscription (its loop shut down): the owner closes, or it does."""
+        if self._on_end is not None:
+            self._on_end()
+        self.close()
 
     def __repr__(self) -> str:
         names = ",".join(sorted(signal_name(s) for s in self.signals))
