@@ -37,6 +37,7 @@ from types import FrameType
 from typing import Any, TypeAlias, TypeVar
 
 from . import _timers
+from ._dispositions import unwrap
 from ._hub import get_hub
 
 __all__ = ("getsignal", "set_wakeup_fd", "signal")
@@ -142,7 +143,8 @@ def signal(signalnum: _SIGNUM, handler: _HANDLER) -> _HANDLER:
     action = _enum_to_int(handler)
     hub = get_hub()
     if not hub.holds(signum):
-        return _stdlib.signal(signum, action)  # type: ignore[arg-type]
+        # A trampoline of aiosig's put back by someone who saved it stands for its "behind".
+        return _int_to_enum(unwrap(_stdlib.signal(signum, action)))  # type: ignore[arg-type]
     _check_signal_args(signum, action)
     # Stored as the stdlib stores it (SIG_DFL as the int 0), so that getsignal() and the
     # hub's restore on release see what the stdlib would have.
@@ -155,7 +157,7 @@ def getsignal(signalnum: _SIGNUM) -> _HANDLER:
     hub = get_hub()
     if hub.holds(signum):
         return _int_to_enum(hub.user_handler(signum))
-    return _stdlib.getsignal(signum)
+    return _int_to_enum(unwrap(_stdlib.getsignal(signum)))
 
 
 @_stdlib_doc(_stdlib.set_wakeup_fd)

@@ -1,0 +1,175 @@
+"""Every order of installs and restores by aiosig and two other owners of SIGTERM.
+
+Three actors each take SIGTERM and give it back: aiosig (a receiver opened, then closed), a
+library that saves and restores with ``signal.signal`` (uvicorn's signal capture does
+exactly this), and asyncio's ``add_signal_handler``/``remove_signal_handler``. Every
+interleaving of their six steps is generated (90), each run with and without an aiosig entry
+point (an audit) between steps, on both loops. After each one the test compares with a model
+of the process *without* aiosig: the disposition aiosig reports (``aiosig.core.getsignal``,
+which sees through a trampoline) must be the model's, the wakeup fd must be what the last
+owner left, a SIGTERM sent at the end must reach exactly the handler the model says, and a
+new receiver must receive SIGTERM (no trampoline recorded as anyone's handler: no
+RecursionError). The case where the model's disposition is SIG_DFL and a trampoline of
+aiosig's is left installed (the library restored what it saved after aiosig let go) is
+checked end to end in `test_stale_trampoline_put_back_by_its_saver_terminates_on_sigterm`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from tests._util import finish, run_child
+
+ORDERS = textwrap.dedent(
+    """
+    import asyncio, itertools, os, signal, sys
+    import aiosig, aiosig.core
+
+    def unwrap(handler):
+        return getattr(handler, "behind", handler)  # what an aiosig trampoline stands for
+
+    SIGTERM = signal.SIGTERM
+    lib_calls = []
+    def lib_handler(signum, frame):
+        lib_calls.append(signum)
+    asyncio_calls = []
+
+    def orders():
+        seen = set()
+        for perm in itertools.permutations("AALLSS"):
+            if perm not in seen:
+                seen.add(perm)
+                yield perm
+
+    def wakeup_fd():
+        fd = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(fd)
+        return fd
+
+    async def one(order, audit, baseline_fd):
+        loop = asyncio.get_running_loop()
+        step = {"A": 0, "L": 0, "S": 0}
+        model = signal.SIG_DFL
+        saved = saved_model = None
+        receiver = None
+        for actor in order:
+            first = step[actor] == 0
+            step[actor] += 1
+            if actor == "A":
+                if first:
+                    receiver = aiosig.open_signal_receiver(SIGTERM)
+                else:
+                    receiver.close()
+            elif actor == "L":
+                if first:
+                    saved, saved_model = signal.signal(SIGTERM, lib_handler), model
+                    model = lib_handler
+                else:
+                    signal.signal(SIGTERM, saved)
+                    model = saved_model
+            else:
+                if first:
+                    loop.add_signal_handler(SIGTERM, asyncio_calls.append, 1)
+                    model = "asyncio"
+                else:
+                    loop.remove_signal_handler(SIGTERM)
+                    model = signal.SIG_DFL
+            await asyncio.sleep(0)
+            if audit:
+                aiosig.core.getsignal(SIGTERM)
+        got = unwrap(signal.getsignal(SIGTERM))
+        shown = aiosig.core.getsignal(SIGTERM)
+        if model == "asyncio":
+            ok = "sighandler" in getattr(got, "__name__", "")  # asyncio's or uvloop's
+        else:
+            ok = got == model and shown == model
+        problems = []
+        if not ok:
+            problems.append(f"disposition {got!r} (core says {shown!r}), model {model!r}")
+        if wakeup_fd() != baseline_fd:  # uvloop's own during its run, else -1
+            problems.append(f"wakeup fd {wakeup_fd()} left, expected {baseline_fd}")
+        if callable(model) or model == "asyncio":
+            before = (len(lib_calls), len(asyncio_calls))
+            os.kill(os.getpid(), SIGTERM)
+            await asyncio.sleep(0.02)
+            after = (len(lib_calls), len(asyncio_calls))
+            if model is lib_handler and after[0] != before[0] + 1:
+                problems.append("the library's handler did not run")
+            if model is not lib_handler and after[0] != before[0]:
+                problems.append("a handler its owner replaced was still called")
+        async with aiosig.open_signal_receiver(SIGTERM) as again:
+            os.kill(os.getpid(), SIGTERM)
+            async with asyncio.timeout(2):
+                await again.__anext__()
+        signal.signal(SIGTERM, signal.SIG_DFL)
+        return problems
+
+    async def main():
+        failures = 0
+        cases = 0
+        baseline_fd = wakeup_fd()
+        for audit in (False, True):
+            for order in orders():
+                cases += 1
+                try:
+                    problems = await one(order, audit, baseline_fd)
+                except BaseException as exc:
+                    problems = [f"raised {exc!r}"]
+                if problems:
+                    failures += 1
+                    print("FAIL", "".join(order), "audit" if audit else "", problems)
+        print("cases", cases, "failures", failures)
+
+    factory = None if sys.argv[1] == "asyncio" else __import__("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    print("READY")
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_every_order_of_installs_and_restores_leaves_what_the_last_owner_left(
+    flavour: str,
+) -> None:
+    child = run_child(ORDERS, flavour, timeout=60)
+    returncode, out, err = finish(child)
+    report = child.before_ready
+    assert "cases 180 failures 0" in report, report + err
+    assert returncode == 0, err
+
+
+STALE = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, time
+    import aiosig
+
+    def library_handler(signum, frame):
+        print("library handler ran", flush=True)
+
+    async def main():
+        receiver = aiosig.open_signal_receiver(signal.SIGTERM)
+        saved = signal.signal(signal.SIGTERM, library_handler)  # saves aiosig's trampoline
+        await asyncio.sleep(0.01)
+        receiver.close()  # aiosig lets go while the library's handler is on top
+        signal.signal(signal.SIGTERM, saved)  # ... and the library puts the trampoline back
+
+    factory = None if sys.argv[1] == "asyncio" else __import__("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    print("READY")
+    time.sleep(5)
+    print("SWALLOWED")
+    """
+)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_stale_trampoline_put_back_by_its_saver_terminates_on_sigterm(flavour: str) -> None:
+    child = run_child(STALE, flavour)
+    child.send_signal(15)
+    returncode, out, err = finish(child)
+    assert returncode == -15, out + err
+    assert "library handler ran" not in out
