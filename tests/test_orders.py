@@ -173,3 +173,68 @@ def test_stale_trampoline_put_back_by_its_saver_terminates_on_sigterm(flavour: s
     returncode, out, err = finish(child)
     assert returncode == -15, out + err
     assert "library handler ran" not in out
+
+
+LIFETIMES = {
+    "buffered at the end of the run": """
+        async def main():
+            receiver = aiosig.open_signal_receiver(signal.SIGTERM)  # closed by the run's end
+            os.kill(os.getpid(), signal.SIGTERM)
+            async with asyncio.timeout(5):
+                while not receiver.pending:
+                    await asyncio.sleep(0.01)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
+        print("READY")
+        """,
+    "loop closed without shutting down": """
+        async def main():
+            aiosig.open_signal_receiver(signal.SIGTERM)  # never closed
+        loop = (factory or asyncio.new_event_loop)()
+        loop.run_until_complete(main())
+        loop.close()  # no shutdown_asyncgens: nothing tells aiosig
+        print("READY")
+        time.sleep(5)
+        """,
+    "buffered on a worker thread's loop": """
+        async def worker():
+            receiver = aiosig.open_signal_receiver(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            async with asyncio.timeout(5):
+                while not receiver.pending:
+                    await asyncio.sleep(0.01)
+            receiver.close()
+        async def main():
+            async with aiosig.open_signal_receiver(signal.SIGUSR1):  # the main loop in use
+                thread = threading.Thread(target=asyncio.run, args=(worker(),))
+                thread.start()
+                while thread.is_alive():
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.5)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main())
+        print("READY")
+        """,
+}
+
+
+@pytest.mark.parametrize("case", list(LIFETIMES))
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_sigterm_nobody_consumed_terminates_however_the_receiver_ends(
+    case: str, flavour: str
+) -> None:
+    code = (
+        "import asyncio, os, signal, sys, threading, time\nimport aiosig\n"
+        'factory = None if sys.argv[1] == "asyncio" else __import__("uvloop").new_event_loop\n'
+        + textwrap.dedent(LIFETIMES[case])
+        + 'print("SWALLOWED")\n'
+    )
+    try:
+        child = run_child(code, flavour)
+    except AssertionError as exc:  # it may die before READY: that is the point
+        assert "returncode -15" in str(exc) and "SWALLOWED" not in str(exc), exc
+        return
+    child.send_signal(15)
+    returncode, out, err = finish(child)
+    assert returncode == -15, out + err
+    assert "SWALLOWED" not in out
