@@ -135,7 +135,7 @@ def test_every_order_of_installs_and_restores_leaves_what_the_last_owner_left(
     flavour: str,
 ) -> None:
     child = run_child(ORDERS, flavour, timeout=60)
-    returncode, out, err = finish(child)
+    returncode, _, err = finish(child)
     report = child.before_ready
     assert "cases 180 failures 0" in report, report + err
     assert returncode == 0, err
