@@ -35,7 +35,8 @@ the backlog (Rule 2).
   (or a coroutine between the wait and the task's own) first, the wait's ``async with`` exit
   drops the last reference to the task, whose coroutine is then finalized and closes the
   wait a second time while the wait is still unwinding. CPython 3.11 (3.10 too, for
-  generators; not 3.12) then reads the running wait's unsaved stack as the object it delegates to, and crashes in ``gen_close``.
+  generators; not 3.12) then reads the running wait's unsaved stack as the object it
+  delegates to, and crashes in ``gen_close``.
   Without aiosig, this crashes 3.11.7 and 3.11.2 in 10 runs out of 10 (at about the 140th
   loop; with the ``async with`` in ``churn`` itself, 0 out of 10)::
 
