@@ -25,6 +25,7 @@ from signal import (
 )
 
 from ._handlers import HandlerHandle, Policy, add_handler, on
+from ._hub import Reservation, reserve
 from ._platform import ThreadMask, sigqueue, thread_mask_audit, threads_not_blocking
 from ._receiver import SignalReceiver, open_signal_receiver
 from ._run import run
@@ -56,6 +57,7 @@ __all__ = (
     "HandlerHandle",
     "IntervalTimer",
     "Policy",
+    "Reservation",
     "SigInfo",
     "SignalReceiver",
     "Signals",
@@ -70,6 +72,7 @@ __all__ = (
     "on",
     "open_signal_receiver",
     "popen",
+    "reserve",
     "run",
     "setitimer",
     "sigqueue",

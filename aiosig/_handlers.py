@@ -18,15 +18,19 @@ the handle is removed are cancelled; the handle keeps them referenced until they
 cancels and awaits them at exit, so there is no "Task was destroyed but it is pending".
 
 ``@aiosig.on`` at module level (no loop running) only records the handler; each
-`aiosig.run` starts every recorded handler on its loop. Anywhere else without a running loop,
+`aiosig.run` starts every recorded handler on its loop. Under any other runner they never
+start, and at exit a RuntimeWarning says so (once, naming them): nothing can tell earlier,
+because no hook sees a loop start. Anywhere else without a running loop,
 `add_handler` raises: a handler bound to no loop would be a silent no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import sys
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Literal, TypeVar
 
@@ -42,6 +46,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 _POLICIES = ("serial", "concurrent", "drop")
 _recorded: list[tuple[tuple[int, ...], HandlerFn, Policy, bool]] = []
+_record_started = False  # has any run started the recorded handlers?
 
 
 class HandlerHandle:
@@ -188,6 +193,10 @@ def on(*signals: int, policy: Policy = "serial", chain: bool = True) -> Callable
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            if not callable(fn):
+                raise TypeError(f"handler must be callable, not {type(fn).__name__}.") from None
+            if not _recorded:
+                atexit.register(_warn_if_never_started)
             _recorded.append((signums, fn, policy, chain))
             return fn
         fn.aiosig_handle = _add(signums, fn, policy, chain)  # type: ignore[attr-defined]
@@ -202,5 +211,21 @@ def start_recorded_handlers() -> Iterator[HandlerHandle]:
     A generator, so that a caller holds each handle as soon as it is started and can remove
     the started ones if a later one fails. The record is kept: every run starts them all.
     """
+    global _record_started
+    _record_started = True
     for signums, fn, policy, chain in tuple(_recorded):
         yield _add(signums, fn, policy, chain)
+
+
+def _warn_if_never_started() -> None:
+    """At exit: say once that handlers recorded at import never ran (another runner)."""
+    if _record_started or not _recorded:
+        return
+    names = ", ".join(getattr(fn, "__qualname__", repr(fn)) for _, fn, _, _ in _recorded)
+    warnings.warn(
+        f"aiosig: handlers recorded with @aiosig.on at import ({names}) never ran, because "
+        "the program was not started with aiosig.run(); under another runner (asyncio.run, "
+        "uvicorn.run...), call aiosig.add_handler() from inside the running loop instead.",
+        RuntimeWarning,
+        stacklevel=1,
+    )

@@ -103,7 +103,7 @@ from ._subscription import (
 )
 from ._wakeup import Chains, SelfPipe
 
-__all__ = ("Hub", "Reservation", "Subscription", "check_signal", "get_hub")
+__all__ = ("Hub", "Reservation", "Subscription", "check_signal", "get_hub", "reserve")
 
 _NSIG = signal.NSIG
 _MAIN_THREAD_INSTALL_TIMEOUT = 5.0
@@ -245,8 +245,16 @@ class Hub:
         doomed = {sub for s in self._disp.held for sub in self._subs[s] if sub.loop is loop}
         for sub in doomed:
             self._drop_from_tables(sub)
+        escaped: BaseException | None = None
         for sub in doomed:
-            sub.end()
+            try:
+                sub.end()
+            except Exception as exc:  # an owner's bug must not keep the others open
+                _report_hook_error(loop, exc, "aiosig could not close a subscription")
+            except BaseException as exc:  # KeyboardInterrupt: after the others, as it came
+                escaped = escaped or exc
+        if escaped is not None:
+            raise escaped
 
     def _install(self, signums: Iterable[int]) -> None:
         """Main thread only, inside `_changing`: take a reference on each signal."""
@@ -262,13 +270,21 @@ class Hub:
             self._release_now(done)
             raise
 
-    def _release(self, signums: Iterable[int]) -> None:
-        if is_main_thread():
-            with self._changing():
+    def _release(self, signums: Iterable[int], holder: Reservation | None = None) -> None:
+        """Drop a reference on each signal (from another thread: on the main thread's loop).
+
+        `holder`, if given, is marked closed in the same change, once: an interrupt cannot
+        separate the two.
+        """
+        with self._changing():
+            if holder is not None:
+                if holder.closed:
+                    return
+                holder.closed = True
+            if is_main_thread():
                 self._release_now(signums)
                 self._release_pending()
-            return
-        with self._lock:
+                return
             self._pending_release.extend(signums)
         loop = self._main_loop() if self._main_loop else None
         if loop is not None and not loop.is_closed():
@@ -455,13 +471,18 @@ class Hub:
             ) from None
 
     def _unsubscribe(self, sub: Subscription, unconsumed: Iterable[SigInfo] = ()) -> None:
+        # One change, tables and references together: an interrupt between the two would
+        # leave references that no subscription holds.
         with self._changing():
+            if sub.closed:
+                return
+            sub.closed = True
             self._drop_from_tables(sub)
             for info in unconsumed:
                 signum = int(info.si_signo)
                 if not any(not other.loop.is_closed() for other in self._subs[signum]):
                     self._reader.orphan(signum)  # nobody else saw it: see Rule 4
-        self._release(sub.signals)
+            self._release(sub.signals)
 
     def _drop_from_tables(self, sub: Subscription) -> None:
         """Stop delivering to `sub` (the hub's lock held); the references stay."""
@@ -582,8 +603,12 @@ class Hub:
         self._loops.clear()
 
 
-def _report_hook_error(loop: asyncio.AbstractEventLoop, exc: BaseException) -> None:
-    loop.call_exception_handler({"message": "aiosig in_handler hook failed", "exception": exc})
+def _report_hook_error(
+    loop: asyncio.AbstractEventLoop,
+    exc: BaseException,
+    message: str = "aiosig in_handler hook failed",
+) -> None:
+    loop.call_exception_handler({"message": message, "exception": exc})
 
 
 _hub: Hub | None = None
@@ -600,6 +625,25 @@ def get_hub() -> Hub:
                 _hub = Hub()
             hub = _hub
     return hub
+
+
+def reserve(*signals: int) -> Reservation:
+    """Install `signals` from the main thread, for event loops in other threads.
+
+    Only the main thread can install signal handlers. A loop in another thread subscribes to
+    a signal the hub already holds at once; otherwise the main thread's loop installs it, and
+    with no main-thread loop using aiosig, reserve the signals first. A delivery that
+    arrives while no loop subscribes is held until the reservation closes; then, if the
+    disposition is the default action, the signal is raised again.
+
+    Use it as ``with aiosig.reserve(SIGTERM): ...`` around the threads' work, or close the
+    returned `Reservation` after their subscriptions closed.
+
+    Raises:
+        RuntimeError: Not called from the main thread.
+        ValueError, TypeError, OSError: A bad signal, as ``signal.signal`` raises.
+    """
+    return get_hub().reserve(signals)
 
 
 def _after_fork_in_child() -> None:

@@ -258,16 +258,29 @@ class signals_held:
 
     def __enter__(self) -> None:
         depth = getattr(self._depth, "n", 0)
-        self._depth.n = depth + 1
         if depth == 0 and _pthread_sigmask is not None:
-            self._old = _SigsetT()
-            _pthread_sigmask(signal.SIG_BLOCK, ctypes.byref(_FULL_SET), ctypes.byref(self._old))
+            old = _SigsetT()
+            _pthread_sigmask(signal.SIG_BLOCK, ctypes.byref(_FULL_SET), ctypes.byref(old))
+            try:
+                # A signal whose C-level handler already ran has its Python handler still to
+                # come, at the next check of the interpreter: make that check happen here,
+                # before the block starts, rather than in the middle of it.
+                _pending_handlers_run_here()
+            except BaseException:
+                _pthread_sigmask(signal.SIG_SETMASK, ctypes.byref(old), None)
+                raise
+            self._old = old
+        self._depth.n = depth + 1
 
     def __exit__(self, *exc: object) -> None:
         self._depth.n -= 1
         old, self._old = self._old, None
         if old is not None and _pthread_sigmask is not None:
             _pthread_sigmask(signal.SIG_SETMASK, ctypes.byref(old), None)
+
+
+def _pending_handlers_run_here() -> None:
+    """Nothing: calling a Python function is where CPython runs pending signal handlers."""
 
 
 _pthread_sigmask = getattr(_libc, "pthread_sigmask", None)

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from ._closing import AsyncClosing
 from ._hub import check_signal
-from ._precise import open_consumer
+from ._precise import Consumer, open_consumer
 from ._siginfo import SigInfo
 
 __all__ = ("SignalReceiver", "open_signal_receiver")
@@ -69,10 +69,12 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
         self._buffer: deque[SigInfo] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._consumer = open_consumer(
+        # Set before subscribing: the hub may end the receiver (its `close`) at any point after.
+        self._consumer: Consumer | None = None
+        consumer = self._consumer = open_consumer(
             signums, self.offer, self.room, self._loop, chain=chain, on_end=self.close
         )
-        self.precise_signals = self._consumer.precise_signals
+        self.precise_signals = consumer.precise_signals
 
     # ---- fed by the hub (plain) and the precise source ------------------------------------
 
@@ -114,6 +116,7 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
         while not self._buffer:
             if self._closed:
                 raise StopAsyncIteration
+            self._check_loop()
             if self._waiter is not None:
                 raise RuntimeError(
                     "another task is already waiting on this receiver; give each task its "
@@ -125,9 +128,20 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
             finally:
                 self._waiter = None
         info = self._buffer.popleft()
-        if len(self._buffer) == self.maxsize - 1:
+        if len(self._buffer) == self.maxsize - 1 and self._consumer is not None:
             self._consumer.refresh()  # it had no room: the precise source may read again
         return info
+
+    def _check_loop(self) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:
+            raise RuntimeError(
+                "this receiver belongs to another event loop (one that has ended, or runs "
+                "elsewhere); open a new receiver in the loop that iterates it."
+            )
 
     def close(self) -> None:
         """Stop receiving; idempotent. Buffered deliveries are raised again (Rule 3)."""
@@ -137,7 +151,8 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
         leftover, self._buffer = self._buffer, deque()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-        self._consumer.close(unconsumed=leftover)  # the hub raises them again (Rule 3)
+        if self._consumer is not None:
+            self._consumer.close(unconsumed=leftover)  # the hub raises them again (Rule 3)
 
 
 def open_signal_receiver(

@@ -104,14 +104,15 @@ class Subscription:
                 disposition is the default action.
         """
         if not self.closed:
-            self.closed = True
-            self._hub._unsubscribe(self, unconsumed)
+            self._hub._unsubscribe(self, unconsumed)  # sets `closed`, in the same change
 
     def end(self) -> None:
         """The hub ends the subscription (its loop shut down): the owner closes, or it does."""
-        if self._on_end is not None:
-            self._on_end()
-        self.close()
+        try:
+            if self._on_end is not None:
+                self._on_end()
+        finally:
+            self.close()  # whatever the owner did (or failed to do)
 
     def __repr__(self) -> str:
         names = ",".join(sorted(signal_name(s) for s in self.signals))
@@ -127,7 +128,10 @@ def signal_name(signum: int) -> str:
 
 
 class Reservation:
-    """Holds signals installed without a loop (see ``Hub.reserve``); ``close()`` releases."""
+    """Signals installed from the main thread without a loop (made by `aiosig.reserve`).
+
+    ``close()`` (or leaving ``with``) releases them.
+    """
 
     def __init__(self, hub: Hub, signals: frozenset[int]) -> None:
         self.signals = signals
@@ -137,5 +141,10 @@ class Reservation:
     def close(self) -> None:
         """Release the signals; idempotent."""
         if not self.closed:
-            self.closed = True
-            self._hub._release(self.signals)
+            self._hub._release(self.signals, self)  # sets `closed`, in the same change
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
