@@ -14,13 +14,14 @@ Deliveries run outside the hub's lock. The trampoline adds one swap to that path
 side (markers, orphans, sorting by loop) is ``_reader``.
 
 Rule 3 (the trampoline repairs the fd): a Python-level handler is needed for CPython to write
-a byte at all, so each managed signal gets ``_trampoline``. It runs in the main thread between
-bytecodes, possibly in the middle of the hub's own code, so it only bumps ints in
-preallocated lists and sets plain attributes (the reader does the rest under its lock),
-swaps the wakeup fd (never get-then-set), and calls the handler the user would have had
-without aiosig. If the swap shows someone took the fd (asyncio's add_signal_handler or its
-last remove_signal_handler, a uvloop run starting or ending), the hub takes it back and
-becomes *suspicious*: until the reader next runs, every trampoline also writes a *marker*
+a byte at all, so each managed signal gets a `Trampoline` (``_dispositions``: one object per
+installation, carrying the disposition the process would have without aiosig), which calls
+`Hub._on_signal`. It runs in the main thread between bytecodes, possibly in the middle of the
+reader (never of a change of the hub's state: those hold every signal), so it only sets plain
+attributes through the reader's methods, swaps the wakeup fd (never get-then-set), and calls
+the trampoline's ``behind``. If the swap shows someone took the fd (asyncio's
+add_signal_handler or its last remove_signal_handler, a uvloop run starting or ending), the
+hub takes it back and becomes *suspicious*: until the reader next runs, every trampoline also writes a *marker*
 byte (0x80 | signum) after its delivery's byte. In the pipe, a marker with no byte of its
 signal since that signal's previous marker means the delivery's byte went to the thief: the
 reader recovers one delivery for it. The thief is chained to (Rule 2's forwarding). The
@@ -45,22 +46,28 @@ reader that the signal's byte probably did not either.
   about. Exact real-time counts need the fd owned when the burst arrives, or precise
   delivery.
 
-Rule 4 (installation is reference counted per signal): the first subscription installs the
-trampoline and saves the disposition; the last restores exactly that (not SIG_DFL), and only
-if the trampoline is still installed; the wakeup fd goes back to the previous owner only if
-the current one is still ours and the saved number still names the same file. A delivery
-that found no live subscription (it arrived while the last one was closing) is not
+Rule 4 (installation is reference counted per signal): the first subscription installs a
+trampoline; the last puts back what the installed trampoline stands for (``_dispositions``
+explains the orders in which other libraries install and restore around us); the wakeup fd
+goes back to the previous owner only if the current one is still ours and the saved number
+still names the same file. A delivery that found no live subscription (it arrived while the last one was closing) is not
 swallowed: once the disposition is back, if that is the default action, the signal is raised
-again so the action happens. The reader counts these (a byte no live subscription took),
+again so the action happens. The reader counts these (a byte no live subscription took, or
+what a closing receiver reports unconsumed with no other live subscription of its signal),
 not the trampoline: a worker thread's loop may have received the byte before the main
-thread's trampoline runs. Subscriptions end with their loop: a loop that shuts down its
+thread's trampoline runs. A trampoline whose every subscriber's loop is closed acts as the
+default would at once. Subscriptions end with their loop: a loop that shuts down its
 async generators (``asyncio.run``, ``Runner.close``) closes them, and a loop found closed at
 any entry point has its subscriptions closed.
 
 Rule 5 (threads): the OS-level install must happen in the main thread. A loop in another
 thread subscribes to a signal the hub already holds at once; otherwise the install is run on
 the main thread's loop, and with no main-thread loop running the error says to reserve the
-signal from the main thread first (``Hub.reserve``).
+signal from the main thread first (`reserve`).
+
+Rule 7 (no change cut in two): every change of the hub's state runs in `Hub._changing`: the
+lock, and in the main thread every signal held, so that no Python-level handler (a
+KeyboardInterrupt from ``default_int_handler``) runs between two of its steps.
 
 Rule 6 (fork): in a forked child the parent's subscriptions, chain and pipe are dropped and
 the user's dispositions restored; the child's hub rebuilds on first use.

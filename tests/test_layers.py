@@ -1,0 +1,62 @@
+"""The layers of docs/design.md, enforced: a module imports only from its own layer or below.
+
+Bottom to top: platform bindings and value types; the hub (which knows nothing about
+coroutines or the layers above); the precise source, which subscribes through the hub; the
+async layer; the drop-in; the public namespace. A new private module must be placed here.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import aiosig
+
+LAYERS: list[set[str]] = [
+    {"_platform", "_siginfo", "_convert"},
+    {"_subscription", "_loops", "_dispositions", "_wakeup", "_reader", "_hub"},
+    {"_precise", "_closing"},
+    {"_receiver", "_handlers", "_waits", "_itimers", "_timers", "_watchdog", "_spawn", "_run"},
+    {"_dropin", "core"},
+    {"__init__"},
+]
+ROOT = pathlib.Path(aiosig.__file__).parent
+
+
+def _layer(module: str) -> int:
+    for index, names in enumerate(LAYERS):
+        if module in names:
+            return index
+    raise AssertionError(f"aiosig/{module}.py is in no layer: add it to tests/test_layers.py")
+
+
+def _imported(path: pathlib.Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:
+                found.update(alias.name for alias in node.names)
+            elif node.module and node.module.startswith("aiosig."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("aiosig."))
+    return found
+
+
+def test_every_module_imports_only_from_its_layer_or_below() -> None:
+    problems = []
+    for path in sorted(ROOT.glob("*.py")):
+        mine = _layer(path.stem)
+        for name in _imported(path):
+            if _layer(name) > mine:
+                problems.append(f"{path.name} (layer {mine}) imports {name} (layer {_layer(name)})")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_hub_layer_knows_nothing_about_coroutines() -> None:
+    for name in LAYERS[1]:
+        source = (ROOT / f"{name}.py").read_text()
+        assert "async def" not in source or name == "_loops", name  # _loops: the sentinel
+        assert "create_task" not in source and "ensure_future" not in source, name
