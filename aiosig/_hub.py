@@ -1,5 +1,5 @@
-"""The hub: one per process, it owns the OS dispositions and the wakeup fd, and turns OS
-signal deliveries into ``deliver(info)`` calls on subscriptions, each on its own loop.
+"""The hub: one per process, it owns the OS dispositions and the wakeup fd, and turns OS signal
+deliveries into ``deliver(info)`` calls on subscriptions, each on its own loop.
 
 Theory of operation
 -------------------
@@ -7,26 +7,26 @@ Rule 1 (nothing at import): the hub starts on first use, in the main thread. It 
 its self-pipe (see ``_wakeup``), so starting again after a release costs nothing.
 
 Rule 2 (bytes are the hot path): while the hub owns the wakeup fd, every delivery writes one
-byte into its pipe. A reader registered on each subscribing loop reads it (64 KiB at most per
-wakeup, so consumers run between the reads of a burst), dispatches one delivery per byte (so
-real-time signals are counted exactly) and forwards the bytes to the previous owners.
+byte into its pipe. A reader registered on each subscribing loop reads it (64 KiB at most
+per wakeup, so consumers run between the reads of a burst), dispatches one delivery per byte
+(so real-time signals are counted exactly) and forwards the bytes to the previous owners.
 Deliveries run outside the hub's lock. The trampoline adds one swap to that path. The read
 side (markers, orphans, sorting by loop) is ``_reader``.
 
-Rule 3 (the trampoline repairs the fd): a Python-level handler is needed for CPython to write
-a byte at all, so each managed signal gets a `Trampoline` (``_dispositions``: one object per
-installation, carrying the disposition the process would have without aiosig), which calls
-`Hub._on_signal`. It runs in the main thread between bytecodes, possibly in the middle of the
-reader (never of a change of the hub's state: those hold every signal), so it only sets plain
-attributes through the reader's methods, swaps the wakeup fd (never get-then-set), and calls
-the trampoline's ``behind``. If the swap shows someone took the fd (asyncio's
-add_signal_handler or its last remove_signal_handler, a uvloop run starting or ending), the
-hub takes it back and becomes *suspicious*: until the reader next runs, every trampoline also writes a *marker*
-byte (0x80 | signum) after its delivery's byte. In the pipe, a marker with no byte of its
-signal since that signal's previous marker means the delivery's byte went to the thief: the
-reader recovers one delivery for it. The thief is chained to (Rule 2's forwarding). The
-reader is also suspicious while the pipe is half full: a marker that does not fit tells the
-reader that the signal's byte probably did not either.
+Rule 3 (the trampoline repairs the fd): a Python-level handler is needed for CPython to
+write a byte at all, so each managed signal gets a `Trampoline` (``_dispositions``: one
+object per installation, carrying the disposition the process would have without aiosig),
+which calls `Hub._on_signal`. It runs in the main thread between bytecodes, possibly in the
+middle of the reader (never of a change of the hub's state: those hold every signal), so it
+only sets plain attributes through the reader's methods, swaps the wakeup fd (never
+get-then-set), and calls the trampoline's ``behind``. If the swap shows someone took the fd
+(asyncio's add_signal_handler or its last remove_signal_handler, a uvloop run starting or
+ending), the hub takes it back and becomes *suspicious*: until the reader next runs, every
+trampoline also writes a *marker* byte (0x80 | signum) after its delivery's byte. In the
+pipe, a marker with no byte of its signal since that signal's previous marker means the
+delivery's byte went to the thief: the reader recovers one delivery for it. The thief is
+chained to (Rule 2's forwarding). The reader is also suspicious while the pipe is half full:
+a marker that does not fit tells the reader that the signal's byte probably did not either.
 
   Alternatives rejected: dispatching from the trampoline alone (trio) cannot count real-time
   signals (CPython coalesces Python-level handler calls) and costs a round trip on uvloop;
@@ -50,15 +50,15 @@ Rule 4 (installation is reference counted per signal): the first subscription in
 trampoline; the last puts back what the installed trampoline stands for (``_dispositions``
 explains the orders in which other libraries install and restore around us); the wakeup fd
 goes back to the previous owner only if the current one is still ours and the saved number
-still names the same file. A delivery that found no live subscription (it arrived while the last one was closing) is not
-swallowed: once the disposition is back, if that is the default action, the signal is raised
-again so the action happens. The reader counts these (a byte no live subscription took, or
-what a closing receiver reports unconsumed with no other live subscription of its signal),
-not the trampoline: a worker thread's loop may have received the byte before the main
-thread's trampoline runs. A trampoline whose every subscriber's loop is closed acts as the
-default would at once. Subscriptions end with their loop: a loop that shuts down its
-async generators (``asyncio.run``, ``Runner.close``) closes them, and a loop found closed at
-any entry point has its subscriptions closed.
+still names the same file. A delivery that found no live subscription (it arrived while the
+last one was closing) is not swallowed: once the disposition is back, if that is the default
+action, the signal is raised again so the action happens. The reader counts these (a byte no
+live subscription took, or what a closing receiver reports unconsumed with no other live
+subscription of its signal), not the trampoline: a worker thread's loop may have received
+the byte before the main thread's trampoline runs. A trampoline whose every subscriber's
+loop is closed acts as the default would at once. Subscriptions end with their loop: a loop
+that shuts down its async generators (``asyncio.run``, ``Runner.close``) closes them, and a
+loop found closed at any entry point has its subscriptions closed.
 
 Rule 5 (threads): the OS-level install must happen in the main thread. A loop in another
 thread subscribes to a signal the hub already holds at once; otherwise the install is run on
