@@ -13,12 +13,12 @@ reports the handler the user set (not the hub's trampoline), ``signal`` replaces
 forwards bytes to (the hub's pipe stays the real one).
 
 Rule 3 (validate like the stdlib, without calling it): on the hub's path the arguments are
-checked here, in the stdlib's order and with its messages: CPython 3.11's ``signal.py``
-wrapper, then Argument Clinic's or ``PyArg_Parse``'s int conversion, then the checks of
-``Modules/signalmodule.c``. Rejected: calling the real ``signal.signal`` to validate and
-putting the trampoline back, because a signal arriving in between would run the wrong
-handler; calling ``set_wakeup_fd`` to validate, because bytes written in between would go to
-the wrong fd. ``tests/test_core.py`` compares every error with the running stdlib's.
+converted and checked by ``aiosig._convert``, in the stdlib's order and with its messages.
+Rejected: calling the real ``signal.signal`` to validate and putting the trampoline back,
+because a signal arriving in between would run the wrong handler; calling ``set_wakeup_fd``
+to validate, because bytes written in between would go to the wrong fd.
+``tests/test_core.py`` and ``tests/test_bad_input.py`` compare every error with the running
+stdlib's.
 
   Known difference: ``set_wakeup_fd`` is a C function in the stdlib, so a wrong number of
   arguments is a TypeError worded by C's argument parser there ("takes at most 1 positional
@@ -27,16 +27,20 @@ the wrong fd. ``tests/test_core.py`` compares every error with the running stdli
 
 from __future__ import annotations
 
-import operator
-import os
 import signal as _stdlib
-import struct
-import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeAlias, TypeVar
 
 from . import _timers
+from ._convert import (
+    c_int,
+    check_signal_call,
+    check_wakeup_fd,
+    enum_to_int,
+    handler_to_enum,
+    parse_int,
+)
 from ._dispositions import unwrap
 from ._hub import get_hub
 
@@ -46,12 +50,6 @@ __all__ = ("getsignal", "set_wakeup_fd", "signal")
 _SIGNUM: TypeAlias = int | _stdlib.Signals
 _HANDLER: TypeAlias = Callable[[int, FrameType | None], Any] | int | _stdlib.Handlers | None
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-_INT_BITS = struct.calcsize("i") * 8
-_INT_MIN, _INT_MAX = -(1 << (_INT_BITS - 1)), (1 << (_INT_BITS - 1)) - 1
-_LONG_BITS = struct.calcsize("l") * 8
-_LONG_MIN, _LONG_MAX = -(1 << (_LONG_BITS - 1)), (1 << (_LONG_BITS - 1)) - 1
-_SIG_DFL, _SIG_IGN = int(_stdlib.SIG_DFL), int(_stdlib.SIG_IGN)
 
 
 def _stdlib_doc(original: Callable[..., Any]) -> Callable[[_F], _F]:
@@ -66,98 +64,32 @@ def _stdlib_doc(original: Callable[..., Any]) -> Callable[[_F], _F]:
     return decorate
 
 
-# ---- conversions, exactly as the stdlib does them -----------------------------------------
-
-
-def _enum_to_int(value: object) -> object:
-    # signal.py's wrapper applies int() to both arguments where int() works, so that
-    # signal("10", 1.0) sets SIGUSR1 to SIG_IGN; where it fails the value goes on unchanged.
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (ValueError, TypeError):
-        return value
-
-
-def _int_to_enum(handler: object) -> _HANDLER:
-    # signal.py returns Handlers members for 0 and 1, and anything else as it is.
-    try:
-        return _stdlib.Handlers(handler)  # type: ignore[arg-type]
-    except ValueError:
-        return handler  # type: ignore[return-value]
-
-
-def _clinic_int(value: object) -> int:
-    """Convert like Argument Clinic's ``int`` converter (signal, getsignal)."""
-    number = int(operator.index(value))  # type: ignore[arg-type]
-    if not _INT_MIN <= number <= _INT_MAX:
-        raise OverflowError("Python int too large to convert to C int")
-    return number
-
-
-def _parse_int(value: object) -> int:
-    """Convert like ``PyArg_ParseTupleAndKeywords``'s ``i`` format (set_wakeup_fd)."""
-    number = int(operator.index(value))  # type: ignore[arg-type]
-    if not _LONG_MIN <= number <= _LONG_MAX:
-        raise OverflowError("Python int too large to convert to C long")
-    if number > _INT_MAX:
-        raise OverflowError("signed integer is greater than maximum")
-    if number < _INT_MIN:
-        raise OverflowError("signed integer is less than minimum")
-    return number
-
-
-# ---- checks, in signalmodule.c's order ----------------------------------------------------
-
-
-def _check_main_thread(function: str) -> None:
-    # The stdlib also refuses subinterpreters; those never reach this check, because a hub
-    # in a subinterpreter cannot install anything and so holds nothing (Rule 1 applies).
-    if threading.get_ident() != threading.main_thread().ident:
-        raise ValueError(f"{function} only works in main thread of the main interpreter")
-
-
-def _check_signal_args(signum: int, action: object) -> None:
-    _check_main_thread("signal")
-    if not 1 <= signum < _stdlib.NSIG:
-        raise ValueError("signal number out of range")
-    if not (callable(action) or (type(action) is int and action in (_SIG_DFL, _SIG_IGN))):
-        raise TypeError(
-            "signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object"
-        )
-
-
-def _check_wakeup_fd(fd: int) -> None:
-    _check_main_thread("set_wakeup_fd")
-    if fd != -1:
-        os.fstat(fd)  # OSError (EBADF...) exactly as the stdlib's _Py_fstat raises it
-        if os.get_blocking(fd):
-            raise ValueError(f"the fd {fd} must be in non-blocking mode")
-
-
 # ---- the replacements ---------------------------------------------------------------------
 
 
 @_stdlib_doc(_stdlib.signal)
 def signal(signalnum: _SIGNUM, handler: _HANDLER) -> _HANDLER:
-    signum = _clinic_int(_enum_to_int(signalnum))
-    action = _enum_to_int(handler)
+    # signal.py's wrapper applies int() to both arguments before the C function converts
+    # the number: an int() error of the handler comes first.
+    number, action = enum_to_int(signalnum), enum_to_int(handler)
+    signum = c_int(number)
     hub = get_hub()
     if not hub.holds(signum):
         # A trampoline of aiosig's put back by someone who saved it stands for its "behind".
-        return _int_to_enum(unwrap(_stdlib.signal(signum, action)))  # type: ignore[arg-type]
-    _check_signal_args(signum, action)
+        return handler_to_enum(unwrap(_stdlib.signal(signum, action)))  # type: ignore[arg-type]
+    check_signal_call(signum, action)
     # Stored as the stdlib stores it (SIG_DFL as the int 0), so that getsignal() and the
     # hub's restore on release see what the stdlib would have.
-    return _int_to_enum(hub.set_user_handler(signum, action))  # type: ignore[arg-type]
+    return handler_to_enum(hub.set_user_handler(signum, action))  # type: ignore[arg-type]
 
 
 @_stdlib_doc(_stdlib.getsignal)
 def getsignal(signalnum: _SIGNUM) -> _HANDLER:
-    signum = _clinic_int(signalnum)
+    signum = c_int(signalnum)
     hub = get_hub()
     if hub.holds(signum):
-        return _int_to_enum(hub.user_handler(signum))
-    return _int_to_enum(unwrap(_stdlib.getsignal(signum)))
+        return handler_to_enum(hub.user_handler(signum))
+    return handler_to_enum(unwrap(_stdlib.getsignal(signum)))
 
 
 @_stdlib_doc(_stdlib.set_wakeup_fd)
@@ -166,9 +98,9 @@ def set_wakeup_fd(fd: int, /, *, warn_on_full_buffer: bool = True) -> int:
     if not hub.owns_wakeup_fd():
         return _stdlib.set_wakeup_fd(fd, warn_on_full_buffer=warn_on_full_buffer)
     # Both arguments are converted while parsing, before the main-thread check.
-    fdnum = _parse_int(fd)
+    fdnum = parse_int(fd)
     warn = bool(warn_on_full_buffer)
-    _check_wakeup_fd(fdnum)
+    check_wakeup_fd(fdnum)
     return hub.set_user_wakeup_fd(fdnum, warn)
 
 

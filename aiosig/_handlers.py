@@ -164,9 +164,13 @@ def add_handler(
     return _add((signal,), fn, _check_policy(policy), chain)
 
 
-def _add(signals: tuple[int, ...], fn: HandlerFn, policy: Policy, chain: bool) -> HandlerHandle:
+def _check_handler(fn: object) -> None:
     if not callable(fn):
         raise TypeError(f"handler must be callable, not {type(fn).__name__}.")
+
+
+def _add(signals: tuple[int, ...], fn: HandlerFn, policy: Policy, chain: bool) -> HandlerHandle:
+    _check_handler(fn)
     signums = frozenset(check_signal(s) for s in signals)
     try:
         loop = asyncio.get_running_loop()
@@ -183,6 +187,10 @@ def on(*signals: int, policy: Policy = "serial", chain: bool = True) -> Callable
 
     Inside a running loop it registers at once (the handle is ``fn.aiosig_handle``); at
     module level it records the handler, and every later `aiosig.run` starts it on its loop.
+
+    Raises:
+        ValueError, TypeError, OSError: A bad signal or policy, when ``on(...)`` is called.
+        TypeError: The decorated object is not callable (nothing is recorded).
     """
     _check_policy(policy)
     signums = tuple(check_signal(s) for s in signals)
@@ -190,11 +198,10 @@ def on(*signals: int, policy: Policy = "serial", chain: bool = True) -> Callable
         raise ValueError("on() needs at least one signal.")
 
     def decorate(fn: F) -> F:
+        _check_handler(fn)  # now: a bad record would make every later aiosig.run fail
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            if not callable(fn):
-                raise TypeError(f"handler must be callable, not {type(fn).__name__}.") from None
             if not _recorded:
                 atexit.register(_warn_if_never_started)
             _recorded.append((signums, fn, policy, chain))

@@ -52,15 +52,12 @@ timer (and the user's virtual timer) hostage.
 from __future__ import annotations
 
 import asyncio
-import errno
 import heapq
 import itertools
 import math
-import operator
 import os
 import resource
 import signal
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -69,70 +66,11 @@ from types import FrameType
 from ._hub import Subscription, get_hub
 from ._siginfo import SigInfo
 
-__all__ = (
-    "UINT_MASK",
-    "US",
-    "Entry",
-    "Scheduler",
-    "alarm_seconds",
-    "as_seconds",
-    "c_int",
-    "einval",
-    "schedulers",
-    "timeval_us",
-)
+__all__ = ("US", "Entry", "Scheduler", "schedulers")
 
-_INT_BITS = struct.calcsize("i") * 8
-_INT_MIN, _INT_MAX = -(1 << (_INT_BITS - 1)), (1 << (_INT_BITS - 1)) - 1
-UINT_MASK = (1 << _INT_BITS) - 1
-_TIME_T_MIN = -(2.0**63)  # _PyTime_t's range, as CPython compares it, in doubles
-_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
 US = 1_000_000
 _MIN_DELAY = 1e-6  # setitimer's resolution; 0 would disarm
 _COMPACT_AT = 64  # heap items; below this, dead entries are left for the top to drop
-
-# ---- arguments, converted exactly as signalmodule.c converts them -------------------------
-
-
-def c_int(value: object) -> int:
-    """Argument Clinic's ``int`` converter (``which``, and ``alarm``'s seconds)."""
-    number = operator.index(value)  # type: ignore[arg-type]
-    if not _INT_MIN <= number <= _INT_MAX:
-        raise OverflowError("Python int too large to convert to C int")
-    return number
-
-
-def timeval_us(value: object) -> int:
-    """Microseconds, as ``setitimer`` converts a time (``_PyTime_FromSecondsObject`` and
-    ``_PyTime_AsTimeval``, both rounding up). Negative results are the kernel's to refuse."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            raise ValueError("Invalid value NaN (not a number)")
-        d = value * 1e9
-        if not _TIME_T_MIN <= d < -_TIME_T_MIN:
-            raise OverflowError("timestamp out of range for platform time_t")
-        ns = math.ceil(d)
-    else:
-        ns = operator.index(value) * 1_000_000_000  # type: ignore[arg-type]
-        if not _NS_MIN <= ns <= _NS_MAX:
-            raise OverflowError("timestamp too large to convert to C _PyTime_t")
-    return -(-ns // 1000)
-
-
-def einval() -> OSError:
-    return signal.ItimerError(errno.EINVAL, os.strerror(errno.EINVAL))
-
-
-def as_seconds(us: int) -> float:
-    sec, usec = divmod(us, US)
-    return sec + usec * 1e-6  # the stdlib's doubletime(): tv_sec + tv_usec * 1e-6
-
-
-def alarm_seconds(us: int) -> int:
-    """What alarm(2) returns for a timer with `us` left: rounded to nearest, 1 if under 1 s."""
-    sec, usec = divmod(us, US)
-    return sec + 1 if (sec == 0 and usec) or usec >= US // 2 else sec
-
 
 # ---- the clocks the kernel timers run on --------------------------------------------------
 

@@ -23,10 +23,11 @@ Rule 2: sizes come from the ABI that owns them, never from guesses.
 - ``SFD_NONBLOCK`` and ``SFD_CLOEXEC`` are defined by the kernel as ``O_NONBLOCK`` and
   ``O_CLOEXEC``, whose values do differ between architectures: we take them from `os`.
 
-Rule 3: where the stdlib has a twin, errors are the stdlib's. `sigqueue` validates its
-arguments the way `os.kill` and `signal.pthread_kill` do (TypeError, OverflowError for what
-does not fit a C int, and the kernel's EINVAL for a signal number out of range); a sigset is
-converted the way `signal.pthread_sigmask` converts one. The one new error is EAGAIN from
+Rule 3: where the stdlib has a twin, errors are the stdlib's (the converters live in
+``aiosig._convert``). `sigqueue` converts its pid as `os.kill` does and its signal number as
+`signal.pthread_kill` does (TypeError, OverflowError for what does not fit, and the kernel's
+EINVAL for a signal number out of range); a sigset is converted the way
+`signal.pthread_sigmask` converts one. The one new error is EAGAIN from
 ``sigqueue``, which the kernel returns when the receiving user's queue of real-time signals
 (RLIMIT_SIGPENDING) is full: the stdlib message "Resource temporarily unavailable" tells
 nobody what to do, so ours names the limit. Measured on Linux 6.x: root does not bypass it.
@@ -47,11 +48,11 @@ import signal
 import struct
 import sys
 import threading
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import starmap
 
+from aiosig import _convert
 from aiosig._siginfo import SigInfo, as_signal
 
 __all__ = (
@@ -86,9 +87,6 @@ SFD_NONBLOCK: int = os.O_NONBLOCK
 SFD_CLOEXEC: int = os.O_CLOEXEC
 
 SIGNALFD_SIGINFO_SIZE = 128
-
-_C_INT_MIN = -(2**31)
-_C_INT_MAX = 2**31 - 1
 
 # glibc and musl both define sigset_t as 1024 bits; c_ulong elements give it libc's alignment.
 _SIGSET_BYTES = 128
@@ -141,24 +139,6 @@ def _errno_error() -> OSError:
     return OSError(err, os.strerror(err))
 
 
-def _c_int(value: int) -> int:
-    """Convert like CPython's ``i`` format: __index__ (TypeError), then the C int range."""
-    number = operator.index(value)
-    if not _C_INT_MIN <= number <= _C_INT_MAX:
-        raise OverflowError("Python int too large to convert to C int")
-    return number
-
-
-def _pid_t(value: int) -> int:
-    """Convert like `os.kill` converts a pid (pid_t is a C int on Linux)."""
-    number = operator.index(value)
-    if number > _C_INT_MAX:
-        raise OverflowError("signed integer is greater than maximum")
-    if number < _C_INT_MIN:
-        raise OverflowError("signed integer is less than minimum")
-    return number
-
-
 def sigqueue(pid: int, sig: int, value: int = 0) -> None:
     """Send signal `sig` to process `pid` with the integer payload `value` (``sival_int``).
 
@@ -178,9 +158,9 @@ def sigqueue(pid: int, sig: int, value: int = 0) -> None:
             BlockingIOError (EAGAIN) when the receiving user's RLIMIT_SIGPENDING is reached.
         NotImplementedError: Not on Linux.
     """
-    pid = _pid_t(pid)
-    sig = _c_int(sig)
-    sigval = _Sigval(sival_int=_c_int(value))
+    pid = _convert.parse_int(pid)  # as os.kill converts its pid_t
+    sig = _convert.c_int(sig)  # as signal.pthread_kill converts its signalnum
+    sigval = _Sigval(sival_int=_convert.c_int(value))
     if _sigqueue is None:
         raise _linux_only("sigqueue", "send with os.kill (no payload)")
     if _sigqueue(pid, sig, ctypes.c_size_t.from_buffer(sigval).value) == 0:
@@ -190,24 +170,14 @@ def sigqueue(pid: int, sig: int, value: int = 0) -> None:
     raise _errno_error()
 
 
-def _sigset(signals: Iterable[int]) -> _SigsetT:
-    """Build a libc sigset_t the way `signal.pthread_sigmask` converts its argument."""
+def _sigset(signals: frozenset[int]) -> _SigsetT:
+    """Build a libc sigset_t of valid signal numbers (see `aiosig._convert.sigset`)."""
     assert _sigemptyset is not None and _sigaddset is not None
     sigset = _SigsetT()
     _sigemptyset(sigset)
-    for item in signals:
-        signum = operator.index(item)
-        if not 1 <= signum < signal.NSIG:
-            raise ValueError(f"signal number {signum} out of range [1; {signal.NSIG - 1}]")
+    for signum in signals:
         if _sigaddset(sigset, signum) != 0:
-            if ctypes.get_errno() != errno.EINVAL:
-                raise _errno_error()
-            # The stdlib warns and goes on here, so `range(1, NSIG)` keeps working.
-            warnings.warn(
-                f"invalid signal number {signum}, please use valid_signals()",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            raise _errno_error()
     return sigset
 
 
@@ -232,8 +202,8 @@ def signalfd(fd: int, sigset: Iterable[int], flags: int = SFD_CLOEXEC) -> int:
     """
     if _signalfd is None:
         raise _linux_only("signalfd", "signals arrive by the plain (wakeup fd) path")
-    mask = _sigset(sigset)
-    result: int = _signalfd(_c_int(fd), mask, _c_int(flags))
+    mask = _sigset(_convert.sigset(sigset, stacklevel=2))
+    result: int = _signalfd(_convert.c_int(fd), mask, _convert.c_int(flags))
     if result < 0:
         raise _errno_error()
     return result

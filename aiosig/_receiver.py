@@ -31,6 +31,7 @@ same treatment.
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
@@ -60,8 +61,11 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
         signums = frozenset(check_signal(s) for s in signals)
         if not signums:
             raise ValueError("open_signal_receiver() needs at least one signal.")
+        # An int, as the stdlib takes an int parameter (__index__): a float would become the
+        # precise source's read size and stop it for every receiver of the loop.
+        maxsize = operator.index(maxsize)
         if maxsize < 1:
-            raise ValueError("maxsize must be at least 1.")
+            raise ValueError(f"maxsize must be at least 1, not {maxsize}.")
         self.signals = signums
         self.maxsize = maxsize
         self.overflowed = 0
@@ -170,7 +174,7 @@ def open_signal_receiver(
 
     Args:
         *signals: The signals to receive.
-        maxsize: How many deliveries to buffer before counting overflow.
+        maxsize: How many deliveries to buffer before counting overflow: an int, at least 1.
         chain: False to take over the signals' meaning while the receiver is open: the
             handler that was installed before aiosig (``asyncio.Runner``'s Ctrl-C handler for
             SIGINT, a user's own handler) is not called for them then.
@@ -181,5 +185,6 @@ def open_signal_receiver(
     Raises:
         RuntimeError: No running loop, or the hub refuses a signal (see `Hub.subscribe`).
         ValueError, TypeError, OSError: A bad signal, as ``signal.signal`` raises.
+        TypeError, ValueError: `maxsize` is not an int, or is less than 1.
     """
     return SignalReceiver(signals, maxsize, chain=chain)

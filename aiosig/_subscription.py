@@ -1,4 +1,4 @@
-"""Subscriptions: what the hub delivers to, and the validation every entry point shares."""
+"""Subscriptions: what the hub delivers to (entry points validate with `check_signal`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ._convert import check_signal  # its home before ``_convert``; kept for importers
 from ._siginfo import SigInfo
 
 if TYPE_CHECKING:
@@ -26,38 +27,6 @@ __all__ = (
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 Deliver = Callable[[SigInfo], object]
 FrameHook = Callable[[int, FrameType | None], object]
-
-_NSIG = signal.NSIG
-_UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
-_FAULTS = frozenset(
-    getattr(signal, n) for n in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL") if hasattr(signal, n)
-)
-
-
-def check_signal(signum: object) -> int:
-    """Validate a signal number as ``signal.signal`` does, then apply aiosig's own refusals.
-
-    The stdlib converts with ``int()`` first (so ``"10"`` and ``10.0`` mean SIGUSR1), and
-    its C layer rejects what is left; the errors here are the same, type and message.
-    """
-    try:
-        num: int = int(signum)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"'{type(signum).__name__}' object cannot be interpreted as an integer"
-        ) from None
-    if not -(2**31) <= num < 2**31:
-        raise OverflowError("Python int too large to convert to C int")
-    if not 1 <= num < _NSIG:
-        raise ValueError("signal number out of range")
-    if num in _UNCATCHABLE:
-        raise OSError(22, "Invalid argument")
-    if num in _FAULTS:
-        raise ValueError(
-            f"{signal.Signals(num).name} is a synchronous fault signal that a loop cannot "
-            "handle after the fact; use the faulthandler module instead."
-        )
-    return num
 
 
 class Subscription:

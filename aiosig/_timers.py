@@ -15,18 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._closing import AsyncClosing
-from ._itimers import (
-    UINT_MASK,
-    US,
-    Entry,
-    Scheduler,
-    alarm_seconds,
-    as_seconds,
-    c_int,
-    einval,
-    schedulers,
-    timeval_us,
-)
+from ._convert import UINT_MASK, alarm_seconds, c_int, itimer_error, timeval_seconds, timeval_us
+from ._itimers import US, Entry, Scheduler, schedulers
 from ._siginfo import SigInfo
 
 __all__ = (
@@ -83,7 +73,7 @@ def alarm(seconds: float) -> asyncio.Future[SigInfo]:
     """
     us = timeval_us(seconds)
     if us < 0:
-        raise einval()
+        raise itimer_error()
     loop = asyncio.get_running_loop()
     scheduler = schedulers()[signal.ITIMER_REAL]
     future = _AlarmFuture(loop=loop)
@@ -241,7 +231,7 @@ def setitimer(which: int, seconds: float, interval: float = 0.0, /) -> IntervalT
     interval_us = timeval_us(interval)
     scheduler = schedulers().get(which_num)
     if scheduler is None or value_us < 0 or interval_us < 0:
-        raise einval()
+        raise itimer_error()
     return IntervalTimer(scheduler, asyncio.get_running_loop(), value_us, interval_us)
 
 
@@ -285,9 +275,9 @@ def core_setitimer(which: int, seconds: float, interval: float = 0.0, /) -> tupl
             scheduler.prune()
             if scheduler.active:
                 if value_us < 0 or interval_us < 0:
-                    raise einval()
+                    raise itimer_error()
                 old = scheduler.set_user_timer_us(value_us, interval_us)
-                return as_seconds(old[0]), as_seconds(old[1])
+                return timeval_seconds(old[0]), timeval_seconds(old[1])
     return signal.setitimer(which, seconds, interval)
 
 
@@ -303,5 +293,5 @@ def core_getitimer(which: int, /) -> tuple[float, float]:
             scheduler.prune()
             if scheduler.active:
                 value_us, interval_us = scheduler.user_timer_us()
-                return as_seconds(value_us), as_seconds(interval_us)
+                return timeval_seconds(value_us), timeval_seconds(interval_us)
     return signal.getitimer(which)

@@ -60,21 +60,31 @@ the backlog (Rule 2).
           loop.run_forever()
           loop.close()
 
+Rule 4 (the stdlib's arguments, checked at the call): ``sigwait`` and friends are plain
+functions that convert their arguments (``_convert.sigset``, ``_convert.timeout_ns``) and
+only then return the coroutine that waits, so a bad argument raises where the stdlib's would,
+at the call, and the stdlib's RuntimeWarning for an invalid number points at the caller's
+line. Every valid number is accepted, as in the stdlib, but a wait only subscribes to the
+signals a loop can catch: SIGKILL and SIGSTOP (the kernel drops them from any wait set),
+the synchronous faults (the hub installs no handler for them) and SIGCHLD on uvloop (libuv
+owns it) are left out, and a set of only those waits for the timeout or cancellation.
+Rejected: an ``async def`` that computes the warning's stacklevel, because its errors would
+still come at the ``await``, and a coroutine never awaited would hide them.
+
 Waits are subscriptions, so concurrent waits for one signal all see a delivery (broadcast).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import operator
 import signal
-import warnings
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any, NoReturn
 
-from . import _platform
+from . import _convert, _platform
+from ._loops import is_uvloop
 from ._precise import blocked_signals, open_consumer
 from ._siginfo import SigInfo
 
@@ -83,57 +93,6 @@ __all__ = ("sigtimedwait", "sigwait", "sigwaitinfo")
 _backlogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, deque[SigInfo]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-# Computed once: the stdlib's valid_signals() builds a set of enum members (75 µs a call).
-_VALID_SIGNALS = frozenset(int(s) for s in signal.valid_signals())
-
-
-def _sigset_arg(sigset: object) -> frozenset[int]:
-    """Convert `sigset` exactly as the stdlib's ``_Py_Sigset_Converter`` does."""
-    try:
-        items = iter(sigset)  # type: ignore[call-overload]
-    except TypeError:
-        raise TypeError(f"'{type(sigset).__name__}' object is not iterable") from None
-    valid = _VALID_SIGNALS
-    out: set[int] = set()
-    for item in items:
-        signum = operator.index(item)
-        if not -(2**63) <= signum < 2**63:
-            signum = -1  # PyLong_AsLongAndOverflow reports an overflow as -1
-        if not 1 <= signum < signal.NSIG:
-            raise ValueError(f"signal number {signum} out of range [1; {signal.NSIG - 1}]")
-        if signum not in valid:
-            warnings.warn(
-                f"invalid signal number {signum}, please use valid_signals()",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            continue
-        out.add(signum)
-    return frozenset(out)
-
-
-def _timeout_arg(timeout: object) -> float:
-    """Convert `timeout` as ``signal.sigtimedwait`` does (``_PyTime_FromSecondsObject``)."""
-    if isinstance(timeout, float):
-        value = timeout
-    else:
-        try:
-            value = float(operator.index(timeout))  # type: ignore[arg-type]
-        except TypeError:
-            raise TypeError(
-                f"'{type(timeout).__name__}' object cannot be interpreted as an integer"
-            ) from None
-    if math.isnan(value):
-        raise ValueError("Invalid value NaN (not a number)")
-    if abs(value) * 1e9 >= 2**63:
-        if isinstance(timeout, float):
-            raise OverflowError("timestamp out of range for platform time_t")
-        raise OverflowError("timestamp too large to convert to C _PyTime_t")
-    if value < 0:
-        raise ValueError("timeout must be non-negative")
-    return value
 
 
 class _Wait:
@@ -202,8 +161,20 @@ def _take_pending_without_signalfd(signums: frozenset[int]) -> SigInfo | None:
     return _platform.from_struct_siginfo(got) if got is not None else None
 
 
+def _waitable(signums: frozenset[int], loop: asyncio.AbstractEventLoop) -> frozenset[int]:
+    """The signals of a valid set that a wait on `loop` can catch (Rule 4)."""
+    never = _convert.UNCATCHABLE | _convert.FAULTS
+    if is_uvloop(loop):
+        never |= {signal.SIGCHLD}  # libuv's child watcher owns it (see Hub.subscribe)
+    return signums - never
+
+
 async def _wait(signums: frozenset[int], timeout: float | None) -> SigInfo | None:
     loop = asyncio.get_running_loop()
+    signums = _waitable(signums, loop)
+    if not signums:
+        await _wait_for_nothing(loop, timeout)
+        return None
     early = _take_backlog(loop, signums) or _take_pending_without_signalfd(signums)
     if early is not None:
         return early
@@ -221,33 +192,86 @@ async def _wait(signums: frozenset[int], timeout: float | None) -> SigInfo | Non
         wait.close()
 
 
-async def sigwaitinfo(sigset: Iterable[int], /) -> SigInfo:
+async def _wait_for_nothing(loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
+    if timeout is None:
+        await _forever(loop)
+    await asyncio.sleep(timeout)
+
+
+async def _forever(loop: asyncio.AbstractEventLoop) -> NoReturn:
+    await loop.create_future()  # nothing completes it: only cancellation ends the wait
+    raise AssertionError("unreachable")
+
+
+# The public waits are plain functions that validate, then return the coroutine (Rule 4).
+
+
+def sigwaitinfo(sigset: Iterable[int], /) -> Coroutine[Any, Any, SigInfo]:
     """Wait for one of the signals in `sigset`; return its `SigInfo`.
 
     The awaitable form of ``signal.sigwaitinfo``: same argument and errors. A signal the
     calling thread blocks is read from the kernel with the sender's siginfo; an unblocked one
     is caught during the wait only, as a plain delivery.
 
+    The argument is checked at the call, before anything is subscribed, so a bad one raises
+    there (not at the ``await``), with the stdlib's exception and message; the stdlib's
+    RuntimeWarning for an invalid number in the set points at the calling line. This makes
+    it a plain function that returns a coroutine: ``inspect.iscoroutinefunction`` is False
+    for it, and ``await``, ``asyncio.create_task`` and ``asyncio.wait_for`` take what it
+    returns as usual.
+
+    Like the stdlib's, it accepts every valid signal number, but only the signals a loop can
+    catch complete the wait: never SIGKILL or SIGSTOP (nobody can wait for them; the stdlib's
+    wait ignores them too), never SIGSEGV, SIGBUS, SIGFPE or SIGILL (aiosig installs no
+    handler for a synchronous fault, which would make a real fault loop forever; the
+    stdlib's wait would return one sent with kill), and not SIGCHLD on uvloop (libuv's child
+    watcher owns it). A set of only such signals waits until cancelled.
+
     Raises:
-        TypeError, ValueError: `sigset` is not an iterable of valid signal numbers.
+        TypeError, ValueError, OverflowError: `sigset` is not an iterable of signal numbers
+            in range.
     """
-    got = await _wait(_sigset_arg(sigset), None)
+    return _sigwaitinfo(_convert.sigset(sigset, stacklevel=2))
+
+
+async def _sigwaitinfo(signums: frozenset[int]) -> SigInfo:
+    got = await _wait(signums, None)
     assert got is not None
     return got
 
 
-async def sigwait(sigset: Iterable[int], /) -> signal.Signals | int:
-    """Wait for one of the signals in `sigset`; return its number, as ``signal.sigwait``."""
-    info = await sigwaitinfo(sigset)
-    return info.si_signo
+def sigwait(sigset: Iterable[int]) -> Coroutine[Any, Any, signal.Signals | int]:
+    """Wait for one of the signals in `sigset`; return its number, as ``signal.sigwait``.
+
+    Checked at the call, and waiting for the same signals, as `sigwaitinfo`. Like the
+    stdlib's (a Python function), it also takes `sigset` by keyword.
+
+    Raises:
+        TypeError, ValueError, OverflowError: `sigset` is not an iterable of signal numbers
+            in range.
+    """
+    return _sigwait(_convert.sigset(sigset, stacklevel=2))
 
 
-async def sigtimedwait(sigset: Iterable[int], timeout: float, /) -> SigInfo | None:
+async def _sigwait(signums: frozenset[int]) -> signal.Signals | int:
+    return (await _sigwaitinfo(signums)).si_signo
+
+
+def sigtimedwait(sigset: Iterable[int], timeout: float, /) -> Coroutine[Any, Any, SigInfo | None]:
     """Like `sigwaitinfo`, but give up after `timeout` seconds and return None.
+
+    Checked at the call, and waiting for the same signals, as `sigwaitinfo`; a set of only
+    signals that never complete a wait waits for the timeout. `timeout` is rounded up to
+    whole nanoseconds, as the stdlib rounds it (so a tiny negative float means 0).
 
     Raises:
         ValueError: `timeout` is negative or NaN, or a signal number is out of range.
         TypeError: `sigset` is not iterable, or `timeout` is not a number.
+        OverflowError: `timeout` is out of range.
     """
-    signums = _sigset_arg(sigset)
-    return await _wait(signums, _timeout_arg(timeout))
+    signums = _convert.sigset(sigset, stacklevel=2)
+    return _sigtimedwait(signums, _convert.timeout_ns(timeout) / 1e9)
+
+
+async def _sigtimedwait(signums: frozenset[int], timeout: float) -> SigInfo | None:
+    return await _wait(signums, timeout)

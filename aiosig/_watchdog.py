@@ -110,11 +110,12 @@ class Watchdog(AsyncClosing):
         self._armed = False  # set by the thread just before a poke; cleared by the handler
         self._captured: tuple[traceback.StackSummary, float, float] | None = None
         self._stop = threading.Event()
-        self._beat_handle = loop.call_later(threshold / 4, self._heartbeat)
         self._subscription: Subscription = get_hub().subscribe(
             [signum], self._deliver, loop=loop, in_handler=self._in_handler
         )
         self.signum = next(iter(self._subscription.signals))  # validated by the hub
+        # Only once the hub took the signal: a heartbeat of a refused watchdog would run on.
+        self._beat_handle = loop.call_later(threshold / 4, self._heartbeat)
         self._thread = threading.Thread(
             target=self._watch, name=f"aiosig watchdog ({threshold:g} s)", daemon=True
         )
@@ -137,7 +138,8 @@ class Watchdog(AsyncClosing):
     # ---- the watching thread (every signal blocked) ---------------------------------------
 
     def _watch(self) -> None:
-        period = self.threshold / 4
+        # A threshold of centuries is valid, but a lock's wait stops at TIMEOUT_MAX.
+        period = min(self.threshold / 4, threading.TIMEOUT_MAX)
         while not self._stop.wait(period):
             beat = self._beat
             if time.monotonic() - beat > self.threshold and beat != self._poked_beat:
@@ -215,8 +217,9 @@ def watchdog(
 
     Raises:
         RuntimeError: No running loop, or the loop does not run in the main thread.
-        TypeError: `threshold` is not a number.
+        TypeError: `threshold` is not a number, or `callback` is not callable.
         ValueError: `threshold` is not positive and finite.
+        ValueError, TypeError, OSError: A bad `signum`, as ``signal.signal`` raises.
     """
     loop = asyncio.get_running_loop()
     if threading.current_thread() is not threading.main_thread():
@@ -228,4 +231,6 @@ def watchdog(
         raise TypeError(f"threshold must be a number, not {type(threshold).__name__}")
     if not (threshold > 0 and math.isfinite(threshold)):
         raise ValueError(f"threshold must be a positive number of seconds, not {threshold!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function or None, not {type(callback).__name__}.")
     return Watchdog(float(threshold), callback or _log_report, signum, loop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import os
 import random
@@ -336,31 +337,82 @@ def _stdlib_error(fn: object, *args: object) -> tuple[type[BaseException], str] 
     return None
 
 
-@pytest.mark.asyncio
-async def test_argument_validation_matches_the_stdlib() -> None:
+def test_bad_arguments_raise_the_stdlibs_error_at_the_call_not_at_the_await() -> None:
+    # No loop and no await: the call itself raises, as the stdlib's does.
     for bad in BAD_SIGSETS:
         expected = _stdlib_error(signal.sigtimedwait, bad, 0)
         assert expected is not None, bad
-        for call in (
-            aiosig.sigwait(bad),  # type: ignore[arg-type]
-            aiosig.sigwaitinfo(bad),  # type: ignore[arg-type]
-            aiosig.sigtimedwait(bad, 0),  # type: ignore[arg-type]
+        for wait, args in (
+            (aiosig.sigwait, (bad,)),
+            (aiosig.sigwaitinfo, (bad,)),
+            (aiosig.sigtimedwait, (bad, 0)),
         ):
             with pytest.raises(expected[0]) as info:
-                await call
+                wait(*args)  # type: ignore[operator]
             assert str(info.value) == expected[1], bad
     for bad in BAD_TIMEOUTS:
         expected = _stdlib_error(signal.sigtimedwait, [signal.SIGUSR1], bad)
         assert expected is not None, bad
         with pytest.raises(expected[0]) as info:
-            await aiosig.sigtimedwait([signal.SIGUSR1], bad)  # type: ignore[arg-type]
+            aiosig.sigtimedwait([signal.SIGUSR1], bad)  # type: ignore[arg-type]
         assert str(info.value) == expected[1], bad
 
 
 @pytest.mark.asyncio
-async def test_invalid_signal_number_in_a_set_warns_like_the_stdlib() -> None:
-    with pytest.warns(RuntimeWarning, match="invalid signal number 32"):
-        assert await aiosig.sigtimedwait([32, signal.SIGUSR1], 0.01) is None
+async def test_invalid_signal_number_in_a_set_warns_like_the_stdlib_at_the_callers_line() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # In a task (wait_for makes one), the line that awaits runs no frame of the wait.
+        line = sys._getframe().f_lineno + 1
+        got = await asyncio.wait_for(aiosig.sigtimedwait([32, signal.SIGUSR1], 0.01), TIMEOUT)
+    assert got is None
+    assert [str(w.message) for w in caught] == [
+        "invalid signal number 32, please use valid_signals()"
+    ]
+    assert (caught[0].category, caught[0].filename, caught[0].lineno) == (
+        RuntimeWarning,
+        __file__,
+        line,
+    )
+
+
+def test_sigwait_takes_its_set_by_keyword_like_the_stdlib() -> None:
+    assert "sigset" in inspect.signature(signal.sigwait).parameters
+    waiting = aiosig.sigwait(sigset={signal.SIGUSR1})
+    waiting.close()  # never awaited: nothing was subscribed
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "signum", [signal.SIGKILL, signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGCHLD]
+)
+async def test_waits_accept_what_the_stdlib_accepts_even_signals_no_loop_can_catch(
+    signum: signal.Signals,
+) -> None:
+    assert signal.sigtimedwait({signum}, 0) is None  # the stdlib accepts it
+    assert await aiosig.sigtimedwait({signum}, 0.01) is None
+    waiting = asyncio.ensure_future(aiosig.sigwaitinfo({signum}))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, TIMEOUT)
+
+
+@pytest.mark.asyncio
+async def test_wait_on_a_set_with_signals_no_loop_can_catch_returns_the_others() -> None:
+    task = asyncio.ensure_future(
+        aiosig.sigwait({signal.SIGKILL, signal.SIGSEGV, signal.SIGCHLD, signal.SIGUSR1})
+    )
+    await asyncio.sleep(0.01)
+    assert not task.done()  # else SIGUSR1 would meet its default action
+    await send(signal.SIGUSR1)
+    assert await asyncio.wait_for(task, TIMEOUT) is signal.SIGUSR1
+
+
+@pytest.mark.asyncio
+async def test_tiny_negative_timeout_rounds_up_to_zero_like_the_stdlib() -> None:
+    assert signal.sigtimedwait([signal.SIGUSR1], -1e-10) is None
+    assert await aiosig.sigtimedwait([signal.SIGUSR1], -1e-10) is None
 
 
 STRAY_THREAD = textwrap.dedent(
