@@ -124,6 +124,7 @@ class Hub:
         self._pipe: SelfPipe | None = None
         self._chains = Chains()
         self._owning = False
+        self._stale_fd_watch = False  # see _restore_fd
         self._disp = Dispositions(self._on_signal, fresh_handler)
         self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
         self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
@@ -198,6 +199,7 @@ class Hub:
             # catches thefts that no delivery has seen yet, so nothing needs recovering.
             self._chains.push(prev)
         self._owning = True
+        self._stale_fd_watch = False
 
     def _audit(self) -> None:
         """Entry-point re-check (main thread, inside `_changing`).
@@ -217,6 +219,8 @@ class Hub:
                 self._disp.set_behind(signal.SIGINT, fresh)
         if self._owning:
             self._own_fd()
+        else:
+            self._heal_fd()
         self._release_pending()
         self._disp.audit()
 
@@ -335,14 +339,32 @@ class Hub:
         assert self._pipe is not None
         self._owning = False
         self._reader.adopt_thieves()
-        target = self._chains.top
-        cur = signal.set_wakeup_fd(target.fd, warn_on_full_buffer=target.warn_on_full_buffer)
-        if cur != self._pipe.w:  # someone took it meanwhile: theirs stays
-            signal.set_wakeup_fd(cur)
+        put_back = self._put_back_fd()
         # Bytes still in the pipe belong to the previous owners' signals: hand them over.
         self._reader.read_all(self._pipe)
-        self._chains.close()
         self._reader.reset()
+        if put_back:
+            self._chains.close()
+        else:
+            # Someone holds the fd now. If they later put back what they found (our pipe),
+            # the pipe stands for the chain, kept until the next entry point heals it.
+            self._stale_fd_watch = True
+
+    def _put_back_fd(self) -> bool:
+        """Give the wakeup fd to the chain's top if our pipe holds it; True if it did."""
+        assert self._pipe is not None
+        target = self._chains.top
+        cur = signal.set_wakeup_fd(target.fd, warn_on_full_buffer=target.warn_on_full_buffer)
+        if cur == self._pipe.w:
+            return True
+        signal.set_wakeup_fd(cur)  # someone else's: theirs stays
+        return False
+
+    def _heal_fd(self) -> None:
+        """Our pipe put back after we let go (a library restored what it saved): undo it."""
+        if self._stale_fd_watch and not self._owning and self._put_back_fd():
+            self._stale_fd_watch = False
+            self._chains.close()
 
     # ---- subscribing ----------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """Every order of installs and restores by aiosig and two other owners of SIGTERM.
 
-Three actors each take SIGTERM and give it back: aiosig (a receiver opened, then closed), a
-library that saves and restores with ``signal.signal`` (uvicorn's signal capture does
-exactly this), and asyncio's ``add_signal_handler``/``remove_signal_handler``. Every
-interleaving of their six steps is generated (90), each run with and without an aiosig entry
-point (an audit) between steps, on both loops. After each one the test compares with a model
+Actors each take SIGTERM (or the wakeup fd) and give it back: aiosig (a receiver opened, then
+closed), a library that saves and restores with ``signal.signal`` (uvicorn's signal capture
+does exactly this), asyncio's ``add_signal_handler``/``remove_signal_handler``, and a library
+that takes the wakeup fd with ``signal.set_wakeup_fd`` and puts back what it found. Every
+interleaving of the steps of three of them (aiosig, ``signal.signal``, and one of the other
+two) is generated (90 each), each run with and without an aiosig entry point (an audit)
+between steps, on both loops. After each one the test compares with a model
 of the process *without* aiosig: the disposition aiosig reports (``aiosig.core.getsignal``,
 which sees through a trampoline) must be the model's, the wakeup fd must be what the last
 owner left, a SIGTERM sent at the end must reach exactly the handler the model says, and a
@@ -24,7 +26,7 @@ from tests._util import finish, run_child
 
 ORDERS = textwrap.dedent(
     """
-    import asyncio, itertools, os, signal, sys
+    import asyncio, itertools, os, signal, socket, sys
     import aiosig, aiosig.core
 
     def unwrap(handler):
@@ -35,10 +37,12 @@ ORDERS = textwrap.dedent(
     def lib_handler(signum, frame):
         lib_calls.append(signum)
     asyncio_calls = []
+    ACTORS = sys.argv[2]
+    signal.signal(signal.SIGUSR2, lambda signum, frame: None)  # a byte, and nothing else
 
     def orders():
         seen = set()
-        for perm in itertools.permutations("AALLSS"):
+        for perm in itertools.permutations(ACTORS * 2):
             if perm not in seen:
                 seen.add(perm)
                 yield perm
@@ -50,10 +54,12 @@ ORDERS = textwrap.dedent(
 
     async def one(order, audit, baseline_fd):
         loop = asyncio.get_running_loop()
-        step = {"A": 0, "L": 0, "S": 0}
+        step = {"A": 0, "L": 0, "S": 0, "W": 0}
         model = signal.SIG_DFL
-        saved = saved_model = None
+        model_fd = literal_fd = baseline_fd  # without aiosig; what the last owner left
+        saved = saved_model = saved_fd = saved_model_fd = None
         receiver = None
+        problems = []
         for actor in order:
             first = step[actor] == 0
             step[actor] += 1
@@ -61,7 +67,10 @@ ORDERS = textwrap.dedent(
                 if first:
                     receiver = aiosig.open_signal_receiver(SIGTERM)
                 else:
+                    ours = wakeup_fd() != model_fd  # aiosig's pipe holds it, not another owner
                     receiver.close()
+                    if ours:
+                        literal_fd = model_fd  # aiosig was the last owner: it put back
             elif actor == "L":
                 if first:
                     saved, saved_model = signal.signal(SIGTERM, lib_handler), model
@@ -69,6 +78,27 @@ ORDERS = textwrap.dedent(
                 else:
                     signal.signal(SIGTERM, saved)
                     model = saved_model
+            elif actor == "W":
+                if first:  # another library takes the wakeup fd, as signal.set_wakeup_fd does
+                    theirs, mine = socket.socketpair()
+                    theirs.setblocking(False)
+                    mine.setblocking(False)
+                    saved_fd = signal.set_wakeup_fd(mine.fileno())
+                    saved_model_fd, model_fd = model_fd, mine.fileno()
+                    literal_fd = model_fd
+                else:  # it still hears signals, then puts back what it found
+                    os.kill(os.getpid(), signal.SIGUSR2)
+                    await asyncio.sleep(0.02)
+                    try:
+                        heard = theirs.recv(4096)
+                    except BlockingIOError:
+                        heard = b""
+                    if bytes([signal.SIGUSR2]) not in heard:
+                        problems.append("the library that took the wakeup fd went deaf")
+                    signal.set_wakeup_fd(saved_fd)
+                    model_fd, literal_fd = saved_model_fd, saved_fd
+                    theirs.close()
+                    mine.close()
             else:
                 if first:
                     loop.add_signal_handler(SIGTERM, asyncio_calls.append, 1)
@@ -85,11 +115,10 @@ ORDERS = textwrap.dedent(
             ok = "sighandler" in getattr(got, "__name__", "")  # asyncio's or uvloop's
         else:
             ok = got == model and shown == model
-        problems = []
         if not ok:
             problems.append(f"disposition {got!r} (core says {shown!r}), model {model!r}")
-        if wakeup_fd() != baseline_fd:  # uvloop's own during its run, else -1
-            problems.append(f"wakeup fd {wakeup_fd()} left, expected {baseline_fd}")
+        if "W" in ACTORS and wakeup_fd() != literal_fd:  # (uvloop's own during a run)
+            problems.append(f"wakeup fd {wakeup_fd()} left, expected {literal_fd}")
         if callable(model) or model == "asyncio":
             before = (len(lib_calls), len(asyncio_calls))
             os.kill(os.getpid(), SIGTERM)
@@ -103,6 +132,10 @@ ORDERS = textwrap.dedent(
             os.kill(os.getpid(), SIGTERM)
             async with asyncio.timeout(2):
                 await again.__anext__()
+        # After an aiosig entry point, a pipe of aiosig's put back after it let go is healed.
+        if wakeup_fd() != model_fd:
+            problems.append(f"wakeup fd {wakeup_fd()} after an entry point, expected {model_fd}")
+        signal.set_wakeup_fd(baseline_fd)
         signal.signal(SIGTERM, signal.SIG_DFL)
         return problems
 
@@ -130,11 +163,12 @@ ORDERS = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("actors", ["ALS", "ALW"])
 @pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
 def test_every_order_of_installs_and_restores_leaves_what_the_last_owner_left(
-    flavour: str,
+    flavour: str, actors: str
 ) -> None:
-    child = run_child(ORDERS, flavour, timeout=60)
+    child = run_child(ORDERS, flavour, actors, timeout=60)
     returncode, _, err = finish(child)
     report = child.before_ready
     assert "cases 180 failures 0" in report, report + err
