@@ -190,9 +190,19 @@ class Hub:
     # ---- ownership ------------------------------------------------------------------------
 
     def _own_fd(self) -> None:
-        """Take (or re-take, by swapping) the wakeup fd; chain to whoever had it."""
-        if self._pipe is None:
-            self._pipe = SelfPipe()
+        """Take (or re-take, by swapping) the wakeup fd; chain to whoever had it.
+
+        The descriptors this needs are opened first: without them (EMFILE) it raises before
+        anything changed, rather than take the fd from an owner it cannot forward to.
+        """
+        pipe = SelfPipe() if self._pipe is None else self._pipe
+        try:
+            self._chains.reserve()
+        except OSError:
+            if pipe is not self._pipe:
+                pipe.close()  # never the wakeup fd, so no loop can restore it (_wakeup, Rule 1)
+            raise
+        self._pipe = pipe
         prev = signal.set_wakeup_fd(self._pipe.w, warn_on_full_buffer=False)
         if prev != self._pipe.w:
             # Deliveries during a theft run their trampoline, which notices; this one only

@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 
 Rule 1: this module binds, it does not decide. It exposes `sigqueue`, `signalfd` and a
-decoder for what a signalfd yields, plus an audit of per-thread signal masks. It owns no
-signal state: nothing here installs a handler, touches the wakeup fd or changes a mask.
-Which signals go to a signalfd, and when, is the precise source's business.
+decoder for what a signalfd yields, an audit of per-thread signal masks, and `EMPTY_SIGMASK`,
+a call that empties the calling thread's mask, for a forked child to make before exec. It
+owns no signal state: nothing here installs a handler, touches the wakeup fd or changes a mask
+on its own. Which signals go to a signalfd, and when, is the precise source's business; when
+a child's mask is emptied, the spawn helpers'.
 
 Rule 2: sizes come from the ABI that owns them, never from guesses.
 
@@ -32,7 +34,23 @@ EINVAL for a signal number out of range); a sigset is converted the way
 (RLIMIT_SIGPENDING) is full: the stdlib message "Resource temporarily unavailable" tells
 nobody what to do, so ours names the limit. Measured on Linux 6.x: root does not bypass it.
 
-Rule 4: the signalfd hazard is visible, not assumed away. A signalfd only sees a signal that
+Rule 4: `EMPTY_SIGMASK` runs no Python code: it is meant for ``preexec_fn``, between fork
+and exec, in a child where only the forking thread survived and every lock another thread
+held at the fork stays held. It is a ``functools.partial`` (a C type) of libc's
+``pthread_sigmask`` bound with ctypes (a C type too) and a sigset_t emptied once, at import:
+a call converts three prebuilt arguments and makes one system call. It is bound through
+``PyDLL``, which keeps the GIL across the call: the child does not even release and retake
+it. Rejected: ``signal.pthread_sigmask``, which is Python code in ``Lib/signal.py`` (it turns
+the old mask into enums) and whose C half runs any Python signal handler that became pending
+once the mask changed. Where libc cannot be bound, that C half is the fallback. (CPython runs
+the ``os.register_at_fork`` hooks in the child before any ``preexec_fn``: that much Python
+runs whatever the ``preexec_fn`` is.)
+
+Rule 5: running out of file descriptors gets a message that says what to do. EMFILE and
+ENFILE from a descriptor aiosig needs to receive signals (the hub's pipe, a dup of the wakeup
+fd's previous owner, a signalfd) become `no_descriptor_left`: the same errno, the limit named.
+
+Rule 6: the signalfd hazard is visible, not assumed away. A signalfd only sees a signal that
 every thread blocks; a thread that leaves it unblocked takes it instead. `thread_mask_audit`
 reads ``/proc/self/task/*/status`` so the precise source can name such threads. Threads that
 exit during the scan are skipped: the audit is a snapshot, and a dead thread blocks nothing.
@@ -42,13 +60,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
+import importlib
 import operator
 import os
 import signal
 import struct
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import starmap
 
@@ -56,6 +76,7 @@ from aiosig import _convert
 from aiosig._siginfo import SigInfo, as_signal
 
 __all__ = (
+    "EMPTY_SIGMASK",
     "HAVE_SIGNALFD",
     "HAVE_SIGQUEUE",
     "SFD_CLOEXEC",
@@ -66,6 +87,7 @@ __all__ = (
     "SI_TIMER",
     "ThreadMask",
     "from_struct_siginfo",
+    "no_descriptor_left",
     "parse_signalfd_siginfo",
     "read_signalfd",
     "signalfd",
@@ -123,10 +145,46 @@ else:
 HAVE_SIGQUEUE: bool = _sigqueue is not None
 HAVE_SIGNALFD: bool = _signalfd is not None
 
+
+def _empty_sigmask() -> Callable[[], object]:
+    """Bind `EMPTY_SIGMASK` (Rule 4)."""
+    c_sigmask = getattr(ctypes.PyDLL(None), "pthread_sigmask", None)
+    if c_sigmask is None or _sigemptyset is None:
+        stdlib_c_half = importlib.import_module("_signal").pthread_sigmask
+        return functools.partial(stdlib_c_half, int(signal.SIG_SETMASK), ())
+    sigset_p = ctypes.POINTER(_SigsetT)
+    c_sigmask.argtypes = (ctypes.c_int, sigset_p, sigset_p)
+    c_sigmask.restype = ctypes.c_int
+    empty = _SigsetT()
+    _sigemptyset(empty)
+    return functools.partial(c_sigmask, int(signal.SIG_SETMASK), empty, None)
+
+
+EMPTY_SIGMASK: Callable[[], object] = _empty_sigmask()
+"""Empty the calling thread's signal mask with one system call and no Python code (Rule 4)."""
+
 _EAGAIN_MESSAGE = (
     "the kernel's queue of real-time signals for the receiving user is full "
     "(RLIMIT_SIGPENDING); raise the limit or let the receiver catch up"
 )
+
+
+_NO_DESCRIPTOR_LEFT = {
+    errno.EMFILE: "the process reached its limit (RLIMIT_NOFILE); close some files or raise "
+    "the limit (ulimit -n)",
+    errno.ENFILE: "the system reached its limit (fs.file-max); close some files or raise it",
+}
+
+
+def no_descriptor_left(exc: OSError) -> OSError:
+    """Return `exc` with what to do, if it means no file descriptor was left (Rule 5).
+
+    The errno is kept (EMFILE or ENFILE); any other error is returned unchanged.
+    """
+    advice = _NO_DESCRIPTOR_LEFT.get(exc.errno or 0)
+    if advice is None:
+        return exc
+    return OSError(exc.errno, f"no file descriptor left to receive signals with: {advice}")
 
 
 def _linux_only(feature: str, instead: str) -> NotImplementedError:
@@ -197,7 +255,8 @@ def signalfd(fd: int, sigset: Iterable[int], flags: int = SFD_CLOEXEC) -> int:
 
     Raises:
         ValueError: A signal number is out of range.
-        OSError: From the kernel (EBADF, EINVAL for bad flags or a non-signalfd `fd`, EMFILE).
+        OSError: From the kernel (EBADF, EINVAL for bad flags or a non-signalfd `fd`), or
+            `no_descriptor_left`.
         NotImplementedError: Not on Linux.
     """
     if _signalfd is None:
@@ -205,7 +264,7 @@ def signalfd(fd: int, sigset: Iterable[int], flags: int = SFD_CLOEXEC) -> int:
     mask = _sigset(_convert.sigset(sigset, stacklevel=2))
     result: int = _signalfd(_convert.c_int(fd), mask, _convert.c_int(flags))
     if result < 0:
-        raise _errno_error()
+        raise no_descriptor_left(_errno_error())
     return result
 
 

@@ -28,9 +28,11 @@ Rule 1 (one door for every subscriber): `open_consumer` is how receivers, waits 
 subscribe. It makes the hub subscription (plain deliveries, and stray ones from threads that
 do not block) and registers the blocked subset with the loop's source, so that every
 subscriber sees every delivery whichever path it took. The blocked subset is decided when the
-consumer opens: a signal blocked later is read by nobody (block first, then subscribe). If
-anything fails after the hub subscription was made, it is closed again before the error
-propagates.
+consumer opens: a signal blocked later is read by nobody (block first, then subscribe). The
+loop's signalfd is opened before the hub subscription is made, so that running out of file
+descriptors fails before the hub took anything (the hub's pipe, once it was the wakeup fd,
+is never closed again); if anything fails after the hub subscription was made, it is closed
+again before the error propagates.
 
 Rule 2 (one source per loop, and only while it has consumers): the source holds its loop
 weakly and exists only while some consumer of that loop wants a blocked signal. It has one
@@ -168,13 +170,19 @@ def open_consumer(
     Raises:
         Whatever `Hub.subscribe` or ``signalfd`` raises; nothing stays subscribed then.
     """
-    subscription = get_hub().subscribe(signals, offer, loop=loop, chain=chain, on_end=on_end)
+    precise = signals & blocked_signals() if _platform.HAVE_SIGNALFD else frozenset()
+    source = precise_source(loop) if precise else None
     try:
-        precise = signals & blocked_signals() if _platform.HAVE_SIGNALFD else frozenset()
+        subscription = get_hub().subscribe(signals, offer, loop=loop, chain=chain, on_end=on_end)
+    except BaseException:
+        if source is not None:
+            source.retire_if_unused()
+        raise
+    try:
         consumer = Consumer(signals, precise, offer, room, subscription)
-        if precise:
-            consumer._source = precise_source(loop)
-            consumer._source.add(consumer)
+        if source is not None:
+            consumer._source = source
+            source.add(consumer)
     except BaseException:
         subscription.close()
         raise
@@ -213,6 +221,11 @@ class PreciseSource:
         except BaseException:
             self.remove(consumer)
             raise
+
+    def retire_if_unused(self) -> None:
+        """Retire the source if no consumer uses it (the one it was made for failed)."""
+        if not self._consumers:
+            self.retire()
 
     def remove(self, consumer: Consumer) -> None:
         """Stop feeding `consumer`; the last one retires the source."""

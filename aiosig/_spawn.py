@@ -6,9 +6,10 @@ A blocked signal mask is inherited through fork and exec: a child of a process t
 SIGTERM (for precise delivery) would ignore ``kill -TERM`` until it unblocked it itself,
 which almost no program does. The helpers here start children with an empty mask.
 
-How: the child resets its mask between fork and exec, through ``preexec_fn`` bound to the C
-function ``signal.pthread_sigmask`` (a ``functools.partial``: no Python bytecode runs in the
-child, no lock is taken, one async-signal-safe system call). Rejected: unblocking in the
+How: the child resets its mask between fork and exec, through ``preexec_fn`` set to
+`EMPTY_SIGMASK`: libc's ``pthread_sigmask`` bound with ctypes to a prebuilt empty set, in a
+``functools.partial``, so no Python bytecode of ours runs in the child, no lock is taken, and
+the one system call is async-signal-safe (``_platform``, Rule 4). Rejected: unblocking in the
 parent around the spawn (a signal arriving in that window would be delivered plainly, or kill
 the process under SIG_DFL), and spawning from a helper thread with an empty mask (that thread
 becomes a target for process-directed signals while it lives). uvloop needs none of this:
@@ -21,7 +22,6 @@ do this; use these helpers while you block signals.
 from __future__ import annotations
 
 import asyncio
-import functools
 import signal
 import subprocess
 from collections.abc import Callable, Iterable
@@ -29,18 +29,17 @@ from types import TracebackType
 from typing import Any
 
 from ._hub import check_signal
+from ._platform import EMPTY_SIGMASK
 
 __all__ = ("Blocked", "block", "create_subprocess_exec", "create_subprocess_shell", "popen")
-
-_EMPTY_MASK = functools.partial(signal.pthread_sigmask, signal.SIG_SETMASK, ())
 
 
 def _clean_mask_preexec(user: Callable[[], object] | None) -> Callable[[], object]:
     if user is None:
-        return _EMPTY_MASK
+        return EMPTY_SIGMASK
 
-    def both() -> None:
-        _EMPTY_MASK()
+    def both() -> None:  # the user's own preexec_fn is Python anyway
+        EMPTY_SIGMASK()
         user()
 
     return both

@@ -13,10 +13,30 @@ closed it, CPython would write signal bytes into whatever file reuses the number
 
 Rule 2: the chain is a ``dup`` of the previous owner's fd, with the original number and its
 (st_dev, st_ino) kept beside it. Forwarding to the dup cannot hit a reused number, and the
-identity lets the hub restore the number later only if it still names the same file.
+identity lets the hub restore the number later only if it still names the same file. The
+dup goes into a *spare* descriptor that `Chains.reserve` opened beforehand (``dup2`` onto a
+descriptor we hold cannot fail for want of one): the hub reserves before it takes the fd,
+so running out of descriptors (EMFILE) refuses the subscription while everything is still
+as it was, instead of leaving the previous owner deaf. Each entry made reserves the next
+spare at once, for an owner that takes the fd without asking (a theft the reader adopts).
 
 Rule 3: forwarding never blocks and never raises: a full target drops the bytes (EAGAIN), a
-dead one (EPIPE, EBADF, ECONNRESET) ends forwarding to it.
+dead one (EPIPE, EBADF, ECONNRESET) ends forwarding to it. Nor does it raise SIGPIPE, which
+a write to a pipe or socket with no reader left sends to the writing thread, and which kills
+a process that restored its default action (command-line tools do). The file type is read
+once, when the entry is made:
+
+- a socket (asyncio's and uvloop's self-pipes are socketpairs) gets ``send`` with
+  ``MSG_NOSIGNAL | MSG_DONTWAIT``: no signal and no wait (measured: 0.15 us more than
+  ``os.write``, on a forward that costs 2.9 us with the peer's read);
+- a pipe has no such flag: the write runs with SIGPIPE blocked in the calling thread, and a
+  SIGPIPE the write raised is taken back (``sigwait``) before the mask is restored, unless
+  one was pending already (the user blocks SIGPIPE), which ours merged with. The two mask
+  changes cost 1.2 us per forward (measured: 2.8 us instead of 1.5 us, with the read), only
+  while a pipe is among the previous owners. Rejected: polling for POLLERR before the write
+  (the reader can go between the poll and the write), and skipping the guard while SIGPIPE
+  is ignored (a C library can change that behind Python's back);
+- anything else (a regular file, a character device, an eventfd) never raises SIGPIPE.
 
 Rule 4: the chain is a stack, and bytes go to every live entry. Without aiosig, a uvloop run
 takes the fd and gives the previous one back when it ends; a user fd set before the run is
@@ -31,9 +51,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import importlib
 import os
+import signal
+import socket
+import stat
 import sys
 import termios
+from collections.abc import Callable
+
+from ._platform import no_descriptor_left
 
 __all__ = ("Chain", "Chains", "SelfPipe")
 
@@ -42,19 +69,59 @@ __all__ = ("Chain", "Chains", "SelfPipe")
 PIPE_SIZE = 1 << 20
 
 
-def _file_id(fd: int) -> tuple[int, int] | None:
+# Forwarding to a socket (Rule 3); MSG_NOSIGNAL does not exist everywhere (macOS).
+_NOSIGNAL: int = getattr(socket, "MSG_NOSIGNAL", 0)
+_SEND_FLAGS = _NOSIGNAL | socket.MSG_DONTWAIT
+_SIGPIPE = signal.SIGPIPE
+_SIGPIPE_ONLY = (_SIGPIPE,)
+# The C functions behind signal's Python wrappers, which turn every result into enums.
+_c_signal = importlib.import_module("_signal")
+_sigmask: Callable[[int, tuple[int, ...] | set[int]], set[int]] = _c_signal.pthread_sigmask
+_sigpending: Callable[[], set[int]] = _c_signal.sigpending
+_sigwait: Callable[[tuple[int, ...]], int] = _c_signal.sigwait
+
+
+def _fstat(fd: int) -> os.stat_result | None:
     try:
-        st = os.fstat(fd)
+        return os.fstat(fd)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino)
+
+
+def _file_id(fd: int) -> tuple[int, int] | None:
+    st = _fstat(fd)
+    return None if st is None else (st.st_dev, st.st_ino)
+
+
+def _write_without_sigpipe(fd: int, data: bytes) -> int:
+    """``os.write``, with the SIGPIPE that a pipe with no reader raises taken back (Rule 3)."""
+    previous = _sigmask(signal.SIG_BLOCK, _SIGPIPE_ONLY)
+    try:
+        # Unblocked until now, nothing could be pending for this thread (it would have been
+        # delivered): a SIGPIPE pending after the write is then the write's own.
+        theirs = _SIGPIPE in previous and _SIGPIPE in _sigpending()
+        try:
+            return os.write(fd, data)
+        except BrokenPipeError:
+            # Thread-directed, so sigwait takes it before any process-directed one.
+            if not theirs and _SIGPIPE in _sigpending():
+                _sigwait(_SIGPIPE_ONLY)
+            raise
+    finally:
+        _sigmask(signal.SIG_SETMASK, previous)
 
 
 class SelfPipe:
     """A non-blocking, close-on-exec pipe sized for bursts."""
 
     def __init__(self) -> None:
-        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC) if hasattr(os, "pipe2") else _pipe()
+        """Raises: OSError: `no_descriptor_left`, or what else ``pipe`` raises."""
+        try:
+            self.r, self.w = (
+                os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC) if hasattr(os, "pipe2") else _pipe()
+            )
+        except OSError as exc:
+            raise no_descriptor_left(exc) from None
         self.capacity = _grow(self.w)
 
     def drain(self, limit: int = 65536) -> bytes:
@@ -94,10 +161,9 @@ class SelfPipe:
 
 
 def _pipe() -> tuple[int, int]:
-    r, w = os.pipe()
-    for fd in (r, w):
-        os.set_blocking(fd, False)
-        os.set_inheritable(fd, False)
+    r, w = os.pipe()  # non-inheritable already (PEP 446)
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
     return r, w
 
 
@@ -133,28 +199,64 @@ class Chain:
             aiosig.core).
     """
 
-    def __init__(self, fd: int, warn_on_full_buffer: bool = True) -> None:
+    def __init__(self, fd: int, warn_on_full_buffer: bool = True, spare: int = -1) -> None:
+        """Chain to `fd`; its dup goes into `spare` (a descriptor of ours) if not -1.
+
+        Never raises: a target that cannot be dup'ed (closed meanwhile, or no descriptor
+        left without a spare) is dead from the start.
+        """
         self.fd = fd
         self.warn_on_full_buffer = warn_on_full_buffer
-        self._id = _file_id(fd) if fd >= 0 else None
-        self._dup = -1
-        if self._id is not None:
-            with contextlib.suppress(OSError):
-                self._dup = os.dup(fd)
-                os.set_inheritable(self._dup, False)
         self.dropped = 0
+        self._id: tuple[int, int] | None = None
+        self._dup = -1
+        self._sock: socket.socket | None = None
+        self._guarded = False
+        st = _fstat(fd) if fd >= 0 else None
+        if st is None:
+            return
+        self._id = (st.st_dev, st.st_ino)
+        with contextlib.suppress(OSError):
+            self._dup = os.dup2(fd, spare, inheritable=False) if spare >= 0 else os.dup(fd)
+        if self._dup >= 0:
+            self._choose_write(st.st_mode)
+
+    def _choose_write(self, mode: int) -> None:
+        """Decide once how to write without SIGPIPE (Rule 3)."""
+        if stat.S_ISSOCK(mode) and _NOSIGNAL:
+            sock = None
+            try:
+                sock = socket.socket(fileno=self._dup)
+                if sock.gettimeout() is not None:  # socket.setdefaulttimeout: send would poll
+                    sock.settimeout(0.0)
+            except OSError:
+                if sock is not None:
+                    sock.detach()  # the dup stays ours, for guarded writes
+            else:
+                self._sock = sock
+                return
+        self._guarded = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
     @property
     def alive(self) -> bool:
         """False once a write found the target gone (or there never was one)."""
         return self._dup >= 0
 
+    def holds(self, fd: int) -> bool:
+        """True if `fd` is this entry's dup."""
+        return fd >= 0 and fd == self._dup
+
     def forward(self, data: bytes) -> None:
         """Write the bytes to the previous owner; drop them if it is full or gone."""
         if self._dup < 0 or not data:
             return
         try:
-            os.write(self._dup, data)
+            if self._sock is not None:
+                sent = self._sock.send(data, _SEND_FLAGS)
+            elif self._guarded:
+                sent = _write_without_sigpipe(self._dup, data)
+            else:
+                sent = os.write(self._dup, data)
         except (BlockingIOError, InterruptedError):
             self.dropped += len(data)
         except OSError as exc:
@@ -162,6 +264,8 @@ class Chain:
                 self.close()
             else:
                 self.dropped += len(data)
+        else:
+            self.dropped += len(data) - sent
 
     def still_there(self) -> bool:
         """True while forwarding works and ``fd`` still names the same file."""
@@ -174,8 +278,12 @@ class Chain:
     def close(self) -> None:
         """Stop forwarding and release the dup."""
         if self._dup >= 0:
+            sock, self._sock = self._sock, None
             with contextlib.suppress(OSError):
-                os.close(self._dup)
+                if sock is not None:
+                    sock.close()
+                else:
+                    os.close(self._dup)
             self._dup = -1
 
 
@@ -184,6 +292,19 @@ class Chains:
 
     def __init__(self) -> None:
         self._stack: list[Chain] = []
+        self._spare = -1  # a descriptor held for the next entry's dup (Rule 2)
+
+    def reserve(self) -> None:
+        """Hold a descriptor for the next entry's dup, so that making it cannot fail (Rule 2).
+
+        Raises:
+            OSError: `no_descriptor_left` (EMFILE, ENFILE); nothing changed then.
+        """
+        if self._spare < 0:
+            try:
+                self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise no_descriptor_left(exc) from None
 
     @property
     def top(self) -> Chain:
@@ -202,15 +323,26 @@ class Chains:
             if chain.fd == fd and chain.still_same_file():
                 self._stack.append(self._stack.pop(i))
                 return
-        self._stack.append(Chain(fd))
+        self._stack.append(self._entry(fd, True))
 
     def replace_top(self, fd: int, warn_on_full_buffer: bool) -> int:
         """The user set the wakeup fd: `fd` replaces the top; return the top's old number."""
         old = self.top.fd
         if self._stack:
             self._stack.pop().close()
-        self._stack.append(Chain(fd, warn_on_full_buffer))
+        self._stack.append(self._entry(fd, warn_on_full_buffer))
         return old
+
+    def _entry(self, fd: int, warn_on_full_buffer: bool) -> Chain:
+        spare, self._spare = self._spare, -1
+        chain = Chain(fd, warn_on_full_buffer, spare)
+        if not chain.holds(spare):  # nothing to dup (-1, or closed meanwhile): keep it
+            self._spare = spare
+        # The next owner may take the fd without asking (a theft): have its spare ready. If
+        # none can be had now, the hub's next reserve, before it takes the fd, says so.
+        with contextlib.suppress(OSError):
+            self.reserve()
+        return chain
 
     def forward(self, data: bytes) -> None:
         """Write `data` to every live owner; forget the dead ones."""
@@ -220,10 +352,14 @@ class Chains:
             self._stack = [c for c in self._stack if c.alive or c.fd < 0]
 
     def close(self) -> None:
-        """Release every dup and forget the stack."""
+        """Release every dup and the spare, and forget the stack."""
         for chain in self._stack:
             chain.close()
         self._stack = []
+        if self._spare >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._spare)
+            self._spare = -1
 
 
 _NONE = Chain(-1)

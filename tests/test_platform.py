@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+import aiosig
 from aiosig import _platform
 from aiosig._platform import (
     HAVE_SIGNALFD,
@@ -56,7 +57,7 @@ TIMEOUT = 30.0
 # Prepended to every child: blocks `signals`, opens a non-blocking signalfd for them, and
 # offers `collect(n)` (read n deliveries, each wait bounded) and `emit(obj)` (the result).
 PRELUDE = """
-import os, pickle, select, signal, subprocess, sys
+import os, pickle, resource, select, signal, subprocess, sys
 from aiosig._platform import *
 
 def open_signalfd(*signals):
@@ -292,6 +293,20 @@ def test_signalfd_on_a_descriptor_that_is_not_a_signalfd_raises_einval() -> None
         os.close(w)
 
 
+def test_signalfd_with_no_descriptor_left_keeps_emfile_and_names_the_limit() -> None:
+    err, message = run_fresh("""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        used = {int(n) for n in os.listdir("/proc/self/fd")}
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(used), hard))
+        try:
+            signalfd(-1, ())
+        except OSError as exc:
+            emit((exc.errno, str(exc)))
+    """)
+    assert err == errno.EMFILE
+    assert "RLIMIT_NOFILE" in message
+
+
 def test_signalfd_reports_sigchld_exit_status() -> None:
     infos, pid = run_fresh("""
         fd = open_signalfd(signal.SIGCHLD)
@@ -450,3 +465,62 @@ def test_thread_mask_audit_reads_the_mask_bits_as_signal_numbers() -> None:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert me.blocked == {int(s) for s in mask}
     assert wanted <= me.blocked
+
+
+# ---- a child's signal mask ------------------------------------------------------------------
+
+CHILD_SLEEPS = "import time; print('up', flush=True); time.sleep(30)"
+
+
+def _sigblk(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("SigBlk:"))
+    return int(line.split(":", 1)[1], 16)
+
+
+def test_popen_child_starts_with_an_empty_mask_and_dies_of_sigterm_the_parent_blocks() -> None:
+    with aiosig.block(signal.SIGTERM):
+        child = aiosig.popen([sys.executable, "-c", CHILD_SLEEPS], stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        with child.stdout:
+            assert child.stdout.readline() == b"up\n"
+            assert _sigblk(os.getpid()) != 0  # the parent's own mask, read the same way
+            assert _sigblk(child.pid) == 0
+            child.terminate()
+            assert child.wait(TIMEOUT) == -signal.SIGTERM
+
+
+# The forked child runs CPython's at-fork hooks (Python code, whatever the preexec_fn); a hook
+# registered last marks their end. Anything profiled after it ran in the preexec_fn.
+PREEXEC_PROFILE = """
+import aiosig
+
+parent = os.getpid()
+r, w = os.pipe()
+hooks_done = False
+
+def last_hook():
+    global hooks_done
+    hooks_done = True
+
+def profile(frame, event, arg):
+    if os.getpid() != parent and hooks_done and frame.f_code is not last_hook.__code__:
+        name = getattr(arg, "__qualname__", "") if event.startswith("c_") else ""
+        line = f"{event} {frame.f_code.co_filename}:{frame.f_code.co_name} {name}\\n"
+        os.write(w, line.encode())
+
+os.register_at_fork(after_in_child=last_hook)
+sys.setprofile(profile)
+child = aiosig.popen([sys.executable, "-c", "pass"])
+sys.setprofile(None)
+os.close(w)
+child.wait(20)
+seen = b""
+while chunk := os.read(r, 4096):
+    seen += chunk
+emit(seen.decode().splitlines())
+"""
+
+
+def test_popen_empties_the_childs_mask_without_running_python_code_in_it() -> None:
+    assert run_fresh(PREEXEC_PROFILE) == []
