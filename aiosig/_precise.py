@@ -24,13 +24,13 @@ SIGTERM or SIGINT to work. aiosig answers each part instead of avoiding the tool
   empty mask, and the docs say loudly that plain ``subprocess`` and ``multiprocessing`` do not.
   (uvloop's children get an empty mask from libuv anyway.)
 
-Rule 1 (one door for every subscriber): `open_consumer` is how receivers, waits and handlers
-subscribe. It makes the hub subscription (plain deliveries, and stray ones from threads that
-do not block) and registers the blocked subset with the loop's source, so that every
-subscriber sees every delivery whichever path it took. The blocked subset is decided when the
-consumer opens: a signal blocked later is read by nobody (block first, then subscribe). If
-anything fails after the hub subscription was made, it is closed again before the error
-propagates.
+Rule 1 (one door for every subscriber): `open_consumer` is how receivers, waits, handlers,
+the timers' schedulers and the watchdog subscribe. It makes the hub subscription (plain
+deliveries, and stray ones from threads that do not block) and registers the blocked subset
+with the loop's source, so that every subscriber sees every delivery whichever path it took.
+The blocked subset is decided when the consumer opens: a signal blocked later is read by
+nobody (block first, then subscribe). If anything fails after the hub subscription was made,
+it is closed again before the error propagates.
 
 Rule 2 (one source per loop, and only while it has consumers): the source holds its loop
 weakly and exists only while some consumer of that loop wants a blocked signal. It has one
@@ -57,6 +57,7 @@ from . import _platform
 from ._hub import Subscription, get_hub
 from ._loops import LoopWatch, start_sentinel
 from ._siginfo import SigInfo
+from ._subscription import FrameHook
 
 __all__ = ("Consumer", "PreciseSource", "blocked_signals", "open_consumer", "precise_source")
 
@@ -141,6 +142,7 @@ def open_consumer(
     loop: asyncio.AbstractEventLoop,
     *,
     chain: bool = True,
+    in_handler: FrameHook | None = None,
 ) -> Consumer:
     """Subscribe `offer` to every delivery of `signals` on `loop`, plain and precise (Rule 1).
 
@@ -153,6 +155,9 @@ def open_consumer(
         loop: The running loop.
         chain: As for `Hub.subscribe`: False to stop calling the handler that was
             installed before aiosig while this consumer lives.
+        in_handler: As for `Hub.subscribe`: called inside the trampoline, in the main
+            thread, with the interrupted frame. Plain deliveries only: a signal read from
+            the signalfd runs no handler.
 
     Returns:
         The consumer; ``close()`` ends both subscriptions.
@@ -160,7 +165,9 @@ def open_consumer(
     Raises:
         Whatever `Hub.subscribe` or ``signalfd`` raises; nothing stays subscribed then.
     """
-    subscription = get_hub().subscribe(signals, offer, loop=loop, chain=chain)
+    subscription = get_hub().subscribe(
+        signals, offer, loop=loop, chain=chain, in_handler=in_handler
+    )
     try:
         precise = signals & blocked_signals() if _platform.HAVE_SIGNALFD else frozenset()
         consumer = Consumer(signals, precise, offer, room, subscription)
