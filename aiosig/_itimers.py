@@ -45,19 +45,20 @@ reader belongs to that loop).
 
 Rule 5 (an expiry of the scheduler's own timer is never the user's): when the last timer
 goes, the one-shot may have fired with its delivery still on the way, as a byte in the hub's
-pipe or, for a blocked signal, pending in the kernel. Unsubscribed then, the hub would find a
-delivery nobody took and, under SIG_DFL, raise it again (``_hub`` Rule 4), or the pending
+pipe or, for a blocked signal, pending in the kernel. Unsubscribed then, the hub would find
+a delivery nobody took and, under SIG_DFL, raise it again (``_hub`` Rule 4), or the pending
 signal would wait for the user's sigwait. So each ``setitimer`` that replaces the one-shot
 (re-arm or disarm: a swap) and finds it fired (the kernel reports 1 µs until it has) counts
-one expiry owed; each plain delivery processed pays one, and a precise one pays them all
-(the signalfd read took every pending instance, a standard signal being pending once; one
-fired since is pending again, which ``sigpending`` says). Processing ends with a swap, so
-every expiry so far is counted by then: a deficit means deliveries that were no expiries of
-ours (kill()), and is dropped. With no timers left and something owed, the scheduler stays
-active (the user's timer still virtual) and gives the kernel timer back once the count is
-paid, or after three turns of the lead loop, when its readers have read whatever was in
-flight: coalesced deliveries can leave the count high (a thread other than the one the
-kernel signals re-armed while an expiry was still pending).
+one expiry owed. Each plain delivery processed pays one: the kernel signals the main thread,
+which takes the signal as its swap returns, so two expiries do not share a byte. A precise
+one pays them all: the signalfd read took every pending instance (a standard signal is
+pending once), and one fired since is pending again, which ``sigpending`` says. Processing
+ends with a swap, so every expiry so far is counted by then: a deficit means deliveries that
+were no expiries of ours (kill()), and is dropped. With no timers left and something owed,
+the scheduler stays active (the user's timer still virtual) and gives the kernel timer back
+once the count is paid, or after three turns of the lead loop, when its readers have read
+whatever was in flight: coalesced deliveries can leave the count high (a thread other than
+the one the kernel signals re-armed while an expiry was still pending).
 
   Alternatives rejected: ``loop.call_later`` for alarm futures (no SIGALRM, and no truthful
   ``alarm()`` for the user); POSIX per-process timers (``timer_create``: many timers, but
@@ -74,9 +75,11 @@ kernel signals re-armed while an expiry was still pending).
   blocks the loop (that would need the hub to chain single deliveries to the user's
   handler); a user timer that expired just before a scheduler took the kernel timer has its
   signal taken as a wakeup; with the signal blocked, the user's timer still acts as their
-  disposition when it expires, rather than staying pending for their sigwait; an expiry
-  still on its way when its loop shuts down cannot be waited for (the hub closes that
-  loop's consumers), so what becomes of it is the hub's.
+  disposition when it expires, rather than staying pending for their sigwait; with the
+  signal blocked in some threads only, a precise read can pay for an expiry whose byte a
+  thread that does not block it is still writing; an expiry still on its way when its loop
+  shuts down cannot be waited for (the hub closes that loop's consumers), so what becomes of
+  it is the hub's.
 """
 
 from __future__ import annotations
