@@ -7,10 +7,13 @@ and one ITIMER_PROF. While any aiosig timer on one of them is pending, a `Schedu
 it: it keeps a heap of deadlines on the clock that kernel timer runs on (monotonic time for
 ITIMER_REAL, user CPU time for ITIMER_VIRTUAL, process CPU time for ITIMER_PROF), arms the
 kernel timer as a one-shot for the earliest, and on each delivery of the timer's signal
-(a hub subscription with ``chain=False``: the scheduler owns the signal's meaning) fires
-every entry that is due, in deadline order, then re-arms. Periodic entries go back in the
+fires every entry that is due, in deadline order, then re-arms. It subscribes on each loop
+through ``_precise.open_consumer``, the door every subscriber uses, so a timer signal that
+the loop's thread blocks is read from its signalfd (with the kernel's ``si_code``), and with
+``chain=False``: the scheduler owns the signal's meaning. Periodic entries go back in the
 heap; the kernel timer itself is never periodic, so a blocked loop faces one pending signal,
-not a storm. When the last aiosig timer goes, the scheduler gives the kernel timer back.
+not a storm. When the last aiosig timer goes and no expiry of the scheduler's own is on its
+way (Rule 5), the scheduler gives the kernel timer back.
 
 Rule 2 (the clock decides, the signal only wakes): a delivery can come early or late for the
 heap's clock (the kernel samples CPU time at ticks; a SIGALRM sent with kill() is not a
@@ -31,22 +34,52 @@ so that a process whose loop is wedged still dies on time (the usual reason to a
 SIG_DFL alarm); the loop path is the fallback.
 
 Rule 4 (loops and threads): entries bind to their loop and fire there (call_soon_threadsafe
-across threads). One loop processes the heap: the main thread's when one has subscribed,
-else whichever gets the delivery. Entries of a loop that was closed are dropped at the next
-entry point, so a future left pending by a finished ``asyncio.run`` cannot keep the kernel
-timer (and the user's virtual timer) hostage.
+across threads). One loop, the lead, processes every delivery once: the main thread's while
+its consumer is open, else the first other loop to subscribe whose consumer is. A plain
+delivery reaches every loop (the others ignore it); a precise one is read by one loop's
+signalfd, which hands it to the lead. Entries of a loop that was closed are dropped at the
+next entry point, so a future left pending by a finished ``asyncio.run`` cannot keep the
+kernel timer (and the user's virtual timer) hostage. A consumer of another thread's loop is
+closed for the hub at once, and for its signalfd source on its own loop (the source's
+reader belongs to that loop).
+
+Rule 5 (an expiry of the scheduler's own timer is never the user's): when the last timer
+goes, the one-shot may have fired with its delivery still on the way, as a byte in the hub's
+pipe or, for a blocked signal, pending in the kernel. Unsubscribed then, the hub would find
+a delivery nobody took and, under SIG_DFL, raise it again (``_hub`` Rule 4), or the pending
+signal would wait for the user's sigwait. So each ``setitimer`` that replaces the one-shot
+(re-arm or disarm: a swap) and finds it fired (the kernel reports 1 µs until it has) counts
+one expiry owed. Each plain delivery processed pays one: the kernel signals the main thread,
+which takes the signal as its swap returns, so two expiries do not share a byte. A precise
+one pays them all: the signalfd read took every pending instance (a standard signal is
+pending once), and one fired since is pending again, which ``sigpending`` says. Processing
+ends with a swap, so every expiry so far is counted by then: a deficit means deliveries that
+were no expiries of ours (kill()), and is dropped. With no timers left and something owed,
+the scheduler stays active (the user's timer still virtual) and gives the kernel timer back
+once the count is paid, or after three turns of the lead loop, when its readers have read
+whatever was in flight: coalesced deliveries can leave the count high (a thread other than
+the one the kernel signals re-armed while an expiry was still pending).
 
   Alternatives rejected: ``loop.call_later`` for alarm futures (no SIGALRM, and no truthful
   ``alarm()`` for the user); POSIX per-process timers (``timer_create``: many timers, but
   ctypes, Linux-flavoured, and ``alarm()``/``getitimer()`` would still be blind to them); a
-  periodic kernel timer for periodic entries (it cannot be shared).
+  periodic kernel timer for periodic entries (it cannot be shared); waiting for the lead's
+  turns at every give-back, without the count (the kernel timer would not come back at once
+  when the last timer is cancelled or fires, which is the common case).
 
   Known limits: while a scheduler is active, a signal of its kind sent with kill() only
-  wakes it (the user's handler does not see it); the stdlib's own ``signal.setitimer`` (not
-  aiosig.core's) bypasses the scheduler and is overwritten at the next re-arm; the user's
-  Python handler runs on the loop, so it cannot interrupt code that blocks the loop (that
-  would need the hub to chain single deliveries to the user's handler); a user timer that
-  expired just before a scheduler took the kernel timer has its signal taken as a wakeup.
+  wakes it (the user's handler does not see it), and one that arrives while an expiry is
+  owed may pay for it, leaving that expiry to the user's disposition; the stdlib's own
+  ``signal.setitimer`` (not aiosig.core's) bypasses the scheduler and is overwritten at the
+  next re-arm; the user's Python handler runs on the loop, so it cannot interrupt code that
+  blocks the loop (that would need the hub to chain single deliveries to the user's
+  handler); a user timer that expired just before a scheduler took the kernel timer has its
+  signal taken as a wakeup; with the signal blocked, the user's timer still acts as their
+  disposition when it expires, rather than staying pending for their sigwait; with the
+  signal blocked in some threads only, a precise read can pay for an expiry whose byte a
+  thread that does not block it is still writing; an expiry still on its way when its loop
+  shuts down cannot be waited for (the hub closes that loop's consumers), so what becomes of
+  it is the hub's.
 """
 
 from __future__ import annotations
@@ -58,12 +91,15 @@ import math
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from types import FrameType
 
-from ._hub import Subscription, get_hub
+from ._hub import get_hub
+from ._loops import in_loop_thread
+from ._precise import Consumer, open_consumer
 from ._siginfo import SigInfo
 
 __all__ = ("US", "Entry", "Scheduler", "schedulers")
@@ -132,8 +168,13 @@ class Scheduler:
         self._seq = itertools.count()
         self._live = 0  # aiosig entries; the user's timer alone does not keep us active
         self._user: Entry | None = None
-        self._subs: dict[asyncio.AbstractEventLoop, Subscription] = {}
-        self._main: asyncio.AbstractEventLoop | None = None  # processes the heap if set
+        self._subs: dict[asyncio.AbstractEventLoop, Consumer] = {}
+        self._main: asyncio.AbstractEventLoop | None = None  # the main thread's loop
+        # Rule 5: the expiries of our own one-shot that are on their way to us.
+        self._armed = False  # the kernel timer holds a one-shot of ours, not known to have fired
+        self._owed = 0  # expiries seen to have fired, less the deliveries processed since
+        self._reading: SigInfo | None = None  # the delivery being processed
+        self._turns: object | None = None  # the token of the latest wait for the lead's turns
 
     # ---- entries ---------------------------------------------------------------------------
 
@@ -183,10 +224,13 @@ class Scheduler:
     def _subscribe(self, loop: asyncio.AbstractEventLoop) -> None:
         if loop in self._subs:
             return
-        self._subs[loop] = get_hub().subscribe(
-            [self.signum],
+        # Through the one door: a timer signal the loop's thread blocks is read from its
+        # signalfd (with the kernel's si_code), one it does not block from the hub's pipe.
+        self._subs[loop] = open_consumer(
+            frozenset({self.signum}),
             lambda info: self._on_signal(loop, info),
-            loop=loop,
+            _always_room,
+            loop,
             chain=False,
             in_handler=self._in_handler,
         )
@@ -199,6 +243,7 @@ class Scheduler:
         delay = max(self._heap[0][0] - self.clock(), _MIN_DELAY)
         value, interval = signal.setitimer(self.which, delay)
         self.active = True
+        self._armed = True
         if value > 0 or interval > 0:  # (0, interval): a periodic timer expiring right now
             self._set_user(max(round(value * US), 1), round(interval * US))
 
@@ -207,25 +252,74 @@ class Scheduler:
         while heap and not _current(heap[0]):
             heapq.heappop(heap)
         if self._live == 0:
-            self._give_back()
-            return
+            self._set_kernel_timer(0)
+            if not self._expiry_in_flight() or not self._wait_for_turns():
+                self._give_back()
+                return
+            if not heap:
+                return  # idle until the expiry arrives (Rule 5)
         if len(heap) > _COMPACT_AT and len(heap) > 2 * (self._live + 1):
             # Cancelled entries wait in the heap until they reach its top: a server that
             # keeps cancelling long alarms would grow it without bound.
             heap[:] = [item for item in heap if _current(item)]
             heapq.heapify(heap)
-        signal.setitimer(self.which, max(heap[0][0] - now, _MIN_DELAY))
+        self._set_kernel_timer(max(heap[0][0] - now, _MIN_DELAY))
+
+    def _set_kernel_timer(self, delay: float) -> None:
+        """Arm our one-shot (0 disarms); count an expiry of the one it replaces (Rule 5)."""
+        value, _ = signal.setitimer(self.which, delay)
+        if self._armed and value == 0.0:  # until it has fired, the kernel reports 1 µs
+            reading = self._reading
+            if reading is not None and reading.precise:
+                self._owed = self._pending()  # read with the delivery, or pending
+            else:
+                self._owed += 1  # its delivery is still to come
+        self._armed = delay > 0
+
+    def _expiry_in_flight(self) -> bool:
+        """True while an expiry of ours may still reach a consumer (Rule 5)."""
+        if self._owed > 0 and all(sub.closed for sub in self._subs.values()):
+            self._owed = 0  # the hub closed them all (their loops shut down): none can
+        return self._owed > 0
+
+    def _wait_for_turns(self) -> bool:
+        """Give back after three turns of the lead loop, unless deliveries settle it first.
+
+        A callback queued during a turn runs in the next one, after the loop polled for I/O:
+        by the third, the lead's reader has run since the expiry's byte was written (its
+        signalfd source too), so a count that coalesced deliveries left high cannot keep
+        the scheduler waiting. False if no loop can take the turns.
+        """
+        lead = self._leader()
+        if lead is None:
+            return False
+        token = self._turns = object()
+        try:
+            lead.call_soon_threadsafe(self._turn, lead, token, 3)
+        except RuntimeError:  # closed meanwhile
+            return False
+        return True
+
+    def _turn(self, loop: asyncio.AbstractEventLoop, token: object, left: int) -> None:
+        if left > 1:
+            loop.call_soon(self._turn, loop, token, left - 1)
+            return
+        with self.lock:
+            if self._turns is token and self.active and self._live == 0:
+                self._turns, self._owed = None, 0  # what was in flight has been read
+                self._arm(self.clock())
 
     def _give_back(self) -> None:
-        # Disarm first, then unsubscribe: an expiry of ours still in flight is then taken
-        # as a wakeup, never seen by the user's disposition. The user's timer goes back last.
-        signal.setitimer(self.which, 0)
+        # The kernel timer is disarmed and no expiry of ours is in flight (_arm). Inactive
+        # first: a delivery that closing a consumer reads is then no wakeup. The user's timer
+        # goes back last, so that its expiry cannot reach us.
+        self.active = False
+        self._owed, self._turns = 0, None
         subs, self._subs, self._main = self._subs, {}, None
-        for sub in subs.values():
-            sub.close()
         user, self._user = self._user, None
         self._heap.clear()
-        self.active = False
+        for loop, sub in subs.items():
+            _close_on(loop, sub)
         if user is not None and user.live:
             value = max(user.deadline - self.clock(), _MIN_DELAY)
             signal.setitimer(self.which, value, user.interval)
@@ -233,18 +327,51 @@ class Scheduler:
     # ---- deliveries ------------------------------------------------------------------------
 
     def _on_signal(self, loop: asyncio.AbstractEventLoop, info: SigInfo) -> None:
-        main = self._main
-        if main is not None and loop is not main and not main.is_closed():
-            return  # the main thread's loop processes the heap
         with self.lock:
-            if not self.active:
+            if not self.active or not self._leads(loop, info):
                 return
-            self.prune()
-            due = self._pop_due(self.clock())
-            user_handler = get_hub().user_handler(self.signum)  # before a release clears it
-            if self.active:
-                self._arm(self.clock())
+            # Rule 5: a plain delivery is one expiry's byte (or a kill()'s); a precise one
+            # took every instance that was pending, and one raised since is pending again.
+            self._owed = self._pending() if info.precise else self._owed - 1
+            self._reading = info
+            try:
+                self.prune()
+                due = self._pop_due(self.clock())
+                user_handler = get_hub().user_handler(self.signum)  # before a release clears it
+                if self.active:
+                    self._arm(self.clock())
+            finally:
+                self._reading = None
+                # _arm replaced the one-shot, so every expiry so far is counted: a deficit
+                # means deliveries that were no expiry of ours (sent with kill()).
+                self._owed = max(self._owed, 0)
         _fire_all(due, info, user_handler, self.signum)
+
+    def _leads(self, loop: asyncio.AbstractEventLoop, info: SigInfo) -> bool:
+        """Whether `loop` processes `info`: each delivery is processed once, by the lead."""
+        lead = self._leader()
+        if lead is None or lead is loop:
+            return True
+        if info.precise:  # this loop's signalfd read it, and no other loop sees it
+            try:
+                lead.call_soon_threadsafe(self._on_signal, lead, info)
+            except RuntimeError:  # closed meanwhile
+                return True
+        return False  # a plain delivery reaches every loop: the lead processes its own
+
+    def _leader(self) -> asyncio.AbstractEventLoop | None:
+        """The main thread's loop while it listens, else the first to subscribe that does."""
+        for lead in (self._main, *self._subs):
+            if self._listens(lead):
+                return lead
+        return None
+
+    def _listens(self, loop: asyncio.AbstractEventLoop | None) -> bool:
+        sub = self._subs.get(loop) if loop is not None else None
+        return sub is not None and not sub.closed
+
+    def _pending(self) -> int:
+        return 1 if self.signum in signal.sigpending() else 0
 
     def _pop_due(self, now: float) -> list[tuple[Entry, int]]:
         due: list[tuple[Entry, int]] = []
@@ -300,6 +427,22 @@ class Scheduler:
         if value_us > 0:
             self._user = Entry(self.clock() + value_us / US, interval_us, None, None)
             self._push(self._user)
+
+
+def _close_on(loop: asyncio.AbstractEventLoop, consumer: Consumer) -> None:
+    """Close `consumer` now for the hub, and for its signalfd source in the loop's thread."""
+    if in_loop_thread(loop) or not loop.is_running():
+        consumer.close()
+        return
+    consumer.subscription.close()  # thread-safe: deliveries end now
+    try:
+        loop.call_soon_threadsafe(consumer.close)  # the source's reader is the loop's own
+    except RuntimeError:  # closed meanwhile
+        consumer.close()
+
+
+def _always_room() -> int:
+    return sys.maxsize  # every delivery is a wakeup: the scheduler never holds the source back
 
 
 def _current(item: tuple[float, int, Entry]) -> bool:

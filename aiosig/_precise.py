@@ -24,15 +24,15 @@ SIGTERM or SIGINT to work. aiosig answers each part instead of avoiding the tool
   empty mask, and the docs say loudly that plain ``subprocess`` and ``multiprocessing`` do not.
   (uvloop's children get an empty mask from libuv anyway.)
 
-Rule 1 (one door for every subscriber): `open_consumer` is how receivers, waits and handlers
-subscribe. It makes the hub subscription (plain deliveries, and stray ones from threads that
-do not block) and registers the blocked subset with the loop's source, so that every
-subscriber sees every delivery whichever path it took. The blocked subset is decided when the
-consumer opens: a signal blocked later is read by nobody (block first, then subscribe). The
-loop's signalfd is opened before the hub subscription is made, so that running out of file
-descriptors fails before the hub took anything (the hub's pipe, once it was the wakeup fd,
-is never closed again); if anything fails after the hub subscription was made, it is closed
-again before the error propagates.
+Rule 1 (one door for every subscriber): `open_consumer` is how receivers, waits, handlers,
+the timers' schedulers and the watchdog subscribe. It makes the hub subscription (plain
+deliveries, and stray ones from threads that do not block) and registers the blocked subset
+with the loop's source, so that every subscriber sees every delivery whichever path it took.
+The blocked subset is decided when the consumer opens: a signal blocked later is read by
+nobody (block first, then subscribe). The loop's signalfd is opened before the hub
+subscription is made, so that running out of file descriptors fails before the hub took
+anything (the hub's pipe, once it was the wakeup fd, is never closed again); if anything
+fails after the hub subscription was made, it is closed again before the error propagates.
 
 Rule 2 (one source per loop, and only while it has consumers): the source holds its loop
 weakly and exists only while some consumer of that loop wants a blocked signal. It has one
@@ -59,6 +59,7 @@ from . import _platform
 from ._hub import Subscription, get_hub
 from ._loops import LoopWatch, start_sentinel
 from ._siginfo import SigInfo
+from ._subscription import FrameHook
 
 __all__ = ("Consumer", "PreciseSource", "blocked_signals", "open_consumer", "precise_source")
 
@@ -149,6 +150,7 @@ def open_consumer(
     *,
     chain: bool = True,
     on_end: Callable[[], object] | None = None,
+    in_handler: FrameHook | None = None,
 ) -> Consumer:
     """Subscribe `offer` to every delivery of `signals` on `loop`, plain and precise (Rule 1).
 
@@ -163,6 +165,9 @@ def open_consumer(
             installed before aiosig while this consumer lives.
         on_end: As for `Hub.subscribe`: called when the loop shuts down, so that the owner
             closes (a receiver raises what it buffered again); by default the consumer closes.
+        in_handler: As for `Hub.subscribe`: called inside the trampoline, in the main
+            thread, with the interrupted frame. Plain deliveries only: a signal read from
+            the signalfd runs no handler.
 
     Returns:
         The consumer; ``close()`` ends both subscriptions.
@@ -173,7 +178,9 @@ def open_consumer(
     precise = signals & blocked_signals() if _platform.HAVE_SIGNALFD else frozenset()
     source = precise_source(loop) if precise else None
     try:
-        subscription = get_hub().subscribe(signals, offer, loop=loop, chain=chain, on_end=on_end)
+        subscription = get_hub().subscribe(
+            signals, offer, loop=loop, chain=chain, in_handler=in_handler, on_end=on_end
+        )
     except BaseException:
         if source is not None:
             source.retire_if_unused()

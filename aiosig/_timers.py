@@ -56,7 +56,8 @@ def alarm(seconds: float) -> asyncio.Future[SigInfo]:
     ``signal.setitimer`` rounds) and many alarms can be pending at once: they share
     ITIMER_REAL (see `aiosig.core.alarm` for the user's own alarm, which keeps working).
     ``alarm(0)`` is due at once: the future resolves on the next SIGALRM, which the kernel
-    timer raises within microseconds (never before the caller awaits).
+    timer raises within microseconds (never before the caller awaits). With SIGALRM blocked
+    (`aiosig.block`), the delivery is read precisely: its ``si_code`` is the kernel's.
 
     Args:
         seconds: Delay, an int or a float, as ``signal.setitimer`` takes it.
@@ -105,7 +106,8 @@ class IntervalTimer(AsyncClosing):
 
     Made by `setitimer`. Closing it (``aclose()``, or leaving ``async with``) disarms it; the
     user's own timer of the same kind was never disturbed (it runs as a virtual timer while
-    aiosig timers share the kernel timer) and has the kernel timer back once none is left.
+    aiosig timers share the kernel timer) and has the kernel timer back once none is left
+    and no expiry of theirs is still on its way (a loop turn or three at most).
     """
 
     def __init__(

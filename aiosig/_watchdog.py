@@ -9,8 +9,9 @@ signal to the main thread (``pthread_kill``) per blocked episode.
 
 Rule 2 (the stack comes from the signal handler's frame): CPython runs Python-level signal
 handlers in the main thread between bytecodes, with the interrupted frame as argument, even
-in the middle of ``time.sleep`` (PEP 475 retries the sleep after the handler). The hub's
-``in_handler`` hook receives that frame and extracts the stack without reading any source
+in the middle of ``time.sleep`` (PEP 475 retries the sleep after the handler). The
+``in_handler`` hook of the watchdog's consumer (``_precise.open_consumer``, the door every
+subscriber uses) receives that frame and extracts the stack without reading any source
 (``lookup_lines=False``): that costs one small object per frame, and the lines are read when
 the report is formatted. The report itself is handed to the callback by the subscription's
 ordinary delivery, which runs on the loop once the loop is free: nothing is scheduled from
@@ -26,8 +27,15 @@ user's own handler (``chain=True``): a program that handles SIGURG for out-of-ba
 working, and sees the watchdog's pokes too, as Go programs see the runtime's; choose another
 ``signum`` if that matters.
 
-Rule 4 (main thread only): the handler runs in the main thread, so it can only show what a
-loop in the main thread is doing; a watchdog for a loop elsewhere is refused.
+Rule 4 (main thread only, signal unblocked): the handler runs in the main thread, so it can
+only show what a loop in the main thread is doing; a watchdog for a loop elsewhere is
+refused. So is a signal the main thread blocks: a blocked poke runs no handler (it waits in
+the kernel until the loop is free to read it), so there would be no stack to report.
+
+Rule 5 (all or nothing): `watchdog` checks everything before it starts anything (the
+threshold, the callback, the signal as the hub checks it, the mask), then subscribes, starts
+the thread and the heartbeat, undoing what was started if a later step fails: a refused
+watchdog leaves no subscription, thread or heartbeat behind.
 
   Known limit: code blocked in C without returning to the interpreter (a C extension that
   retries EINTR itself) is caught only when it returns, so the stack shows where it went
@@ -40,6 +48,7 @@ import asyncio
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -48,8 +57,10 @@ from dataclasses import dataclass
 from types import FrameType
 
 from ._closing import AsyncClosing
-from ._hub import Subscription, get_hub
+from ._hub import check_signal
+from ._precise import blocked_signals, open_consumer
 from ._siginfo import SigInfo
+from ._subscription import signal_name
 
 __all__ = ("BlockedLoop", "Watchdog", "watchdog")
 
@@ -110,16 +121,21 @@ class Watchdog(AsyncClosing):
         self._armed = False  # set by the thread just before a poke; cleared by the handler
         self._captured: tuple[traceback.StackSummary, float, float] | None = None
         self._stop = threading.Event()
-        self._subscription: Subscription = get_hub().subscribe(
-            [signum], self._deliver, loop=loop, in_handler=self._in_handler
+        self._beat_handle: asyncio.TimerHandle | None = None
+        self._thread: threading.Thread | None = None
+        self.signum = signum  # checked by `watchdog`
+        self._consumer = open_consumer(
+            frozenset({signum}), self._deliver, _always_room, loop, in_handler=self._in_handler
         )
-        self.signum = next(iter(self._subscription.signals))  # validated by the hub
-        # Only once the hub took the signal: a heartbeat of a refused watchdog would run on.
-        self._beat_handle = loop.call_later(threshold / 4, self._heartbeat)
-        self._thread = threading.Thread(
-            target=self._watch, name=f"aiosig watchdog ({threshold:g} s)", daemon=True
-        )
-        _start_with_signals_blocked(self._thread)
+        try:
+            self._thread = threading.Thread(
+                target=self._watch, name=f"aiosig watchdog ({threshold:g} s)", daemon=True
+            )
+            _start_with_signals_blocked(self._thread)
+            self._beat_handle = loop.call_later(threshold / 4, self._heartbeat)
+        except BaseException:
+            self.close()  # Rule 5: undo what was started
+            raise
 
     # ---- the loop side ---------------------------------------------------------------------
 
@@ -170,16 +186,26 @@ class Watchdog(AsyncClosing):
         if self._stop.is_set():
             return
         self._stop.set()
-        self._beat_handle.cancel()
+        if self._beat_handle is not None:
+            self._beat_handle.cancel()
         # The thread first: a poke sent after the subscription closed would meet the
         # signal's own disposition (harmless for SIGURG, fatal for a SIG_DFL `signum`).
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT)
-        self._subscription.close()
+        thread = self._thread
+        if (
+            thread is not None
+            and thread.ident is not None
+            and thread is not threading.current_thread()
+        ):
+            thread.join(_JOIN_TIMEOUT)
+        self._consumer.close()
 
     def __repr__(self) -> str:
         state = " closed" if self._stop.is_set() else ""
         return f"<Watchdog threshold={self.threshold:g}s{state}>"
+
+
+def _always_room() -> int:
+    return sys.maxsize  # a poke is a wakeup: the watchdog never holds the precise source back
 
 
 def _start_with_signals_blocked(thread: threading.Thread) -> None:
@@ -216,10 +242,13 @@ def watchdog(
         The running `Watchdog`.
 
     Raises:
-        RuntimeError: No running loop, or the loop does not run in the main thread.
+        RuntimeError: No running loop, the loop does not run in the main thread, the main
+            thread blocks `signum`, or aiosig cannot take `signum` (SIGCHLD on uvloop, a
+            handler installed outside Python).
         TypeError: `threshold` is not a number, or `callback` is not callable.
-        ValueError: `threshold` is not positive and finite.
-        ValueError, TypeError, OSError: A bad `signum`, as ``signal.signal`` raises.
+        ValueError: `threshold` is not positive and finite, or `signum` is a fault signal.
+        OSError, ValueError, TypeError, OverflowError: `signum` is one ``signal.signal``
+            refuses, with its error (SIGKILL: ``OSError(22, 'Invalid argument')``).
     """
     loop = asyncio.get_running_loop()
     if threading.current_thread() is not threading.main_thread():
@@ -232,5 +261,11 @@ def watchdog(
     if not (threshold > 0 and math.isfinite(threshold)):
         raise ValueError(f"threshold must be a positive number of seconds, not {threshold!r}")
     if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be a function or None, not {type(callback).__name__}.")
+        raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+    signum = check_signal(signum)
+    if signum in blocked_signals():
+        raise RuntimeError(
+            f"{signal_name(signum)} is blocked in the main thread, so the watchdog's poke could "
+            "not interrupt the code that blocks the loop: unblock it, or pass another signum."
+        )
     return Watchdog(float(threshold), callback or _log_report, signum, loop)

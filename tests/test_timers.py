@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import aiosig
 from aiosig import _itimers
 from aiosig._dropin import signal as core_signal
 from aiosig._hub import get_hub
@@ -37,6 +38,7 @@ from tests._util import finish, run_child, until
 TIMEOUT = 10.0
 ITIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
 TIMER_SIGNALS = (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF)
+SI_KERNEL = 0x80  # Linux: the si_code of a signal the kernel raised (an itimer's expiry)
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +76,12 @@ class LoopErrors:
 def assert_idle() -> None:
     assert not _itimers.schedulers()[signal.ITIMER_REAL].active
     assert not get_hub().holds(signal.SIGALRM)
+
+
+async def settled(which: int = signal.ITIMER_REAL) -> None:
+    """Wait for the scheduler to go idle after its last timer went while it was ticking: an
+    expiry already on its way keeps it until it arrives (a loop turn or three)."""
+    await until(lambda: not _itimers.schedulers()[which].active)
 
 
 # ---- alarm futures ------------------------------------------------------------------------
@@ -152,12 +160,14 @@ async def test_an_alarm_awaited_with_a_timeout_is_disarmed_when_the_wait_times_o
 async def test_an_alarm_on_a_loop_in_another_thread_resolves_on_that_loop() -> None:
     main_alarm = alarm(30)  # the main thread's loop holds SIGALRM, as the hub requires
 
-    async def in_thread() -> tuple[SigInfo, bool]:
+    async def in_thread() -> tuple[int, bool]:
         future = alarm(0.05)
         info = await asyncio.wait_for(future, TIMEOUT)
-        return info, future.get_loop() is asyncio.get_running_loop()
+        return info.si_signo, future.get_loop() is asyncio.get_running_loop()
 
-    results: list[tuple[SigInfo, bool]] = []
+    # The thread blocks every signal, so its loop reads SIGALRM from a signalfd too: the
+    # expiry arrives by whichever path takes it first (both resolve the alarm).
+    results: list[tuple[int, bool]] = []
     thread = threading.Thread(target=lambda: results.append(asyncio.run(in_thread())))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
@@ -165,7 +175,7 @@ async def test_an_alarm_on_a_loop_in_another_thread_resolves_on_that_loop() -> N
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     await asyncio.to_thread(thread.join, TIMEOUT)
-    assert results == [(SigInfo(signal.SIGALRM), True)]
+    assert results == [(signal.SIGALRM, True)]
     assert not main_alarm.done()
     main_alarm.cancel()
     assert_idle()
@@ -374,6 +384,7 @@ async def test_itimer_iteration_yields_ticks_and_counts_missed_when_the_consumer
                     break
     assert all(t.info.si_signo == signal.SIGALRM for t in ticks)
     assert ticks[2].missed >= 5
+    await settled()
     assert_idle()
 
 
@@ -387,6 +398,7 @@ async def test_itimer_aclose_gives_the_users_previous_timer_back() -> None:
             await asyncio.wait_for(timer, TIMEOUT)
         await timer.aclose()
         await timer.aclose()  # idempotent
+        await settled()
         assert_idle()
         value, interval = signal.getitimer(signal.ITIMER_REAL)
         # It kept running meanwhile, as it would have without aiosig.
@@ -442,6 +454,7 @@ async def test_itimers_and_alarms_share_itimer_real() -> None:
                 if all(a.done() for a in alarms):
                     break
         assert ticks >= 2
+    await settled()
     assert_idle()
 
 
@@ -477,7 +490,7 @@ async def test_cpu_itimer_ticks_while_burning_cpu(
         await burner
     assert all(t.info.si_signo == signum for t in ticks)
     assert clock() - start >= 0.03 * 3 - _itimers._TOLERANCE_CPU * 3
-    assert not _itimers.schedulers()[which].active
+    await settled(which)
     assert signal.getitimer(which) == (0.0, 0.0)
 
 
@@ -607,3 +620,96 @@ def test_core_functions_are_the_stdlibs_while_aiosig_is_idle() -> None:
     assert signal.getitimer(signal.ITIMER_REAL)[1] == 0.5
     assert core_alarm(0) == 10
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+# ---- expiries in flight when the last timer goes -------------------------------------------
+
+# The loop is kept from reading (time.sleep) while the kernel timer expires, then the timer is
+# cancelled: its SIGALRM was delivered but not yet read. Under SIG_DFL, an expiry left to the
+# user's disposition would end the process. "precise" blocks SIGALRM first, so the expiry
+# waits in the kernel instead, and unblocking it at the end would deliver any left there.
+# "threads" does it on two loops at once, whose threads arm the one kernel timer in turn.
+_IN_FLIGHT = """
+import asyncio, signal, sys, threading, time, uvloop
+import aiosig
+from aiosig import _itimers
+from aiosig._hub import get_hub
+
+signal.signal(signal.SIGALRM, signal.SIG_DFL)  # SIG_IGN is inherited through exec
+loop_name, path, what = sys.argv[1:]
+run = uvloop.run if loop_name == "uvloop" else asyncio.run
+
+async def churn(what):
+    for _ in range(150):
+        if what == "setitimer":
+            timer = aiosig.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+            time.sleep(0.002)
+            await timer.aclose()
+        else:
+            future = aiosig.alarm(0.001)
+            time.sleep(0.002)
+            future.cancel()
+        await asyncio.sleep(0)
+    for _ in range(150):  # the race as programs meet it: a timeout as long as the alarm
+        try:
+            await asyncio.wait_for(aiosig.alarm(0.002), 0.002)
+        except TimeoutError:
+            pass
+
+async def main():
+    print("READY", flush=True)
+    if what == "threads":
+        errors = []
+        other = threading.Thread(target=lambda: errors.append(run(churn("alarm"))))
+        other.start()
+        await churn("alarm")
+        await asyncio.to_thread(other.join)
+        assert errors == [None], errors
+    else:
+        await churn(what)
+    async with asyncio.timeout(5):  # and then it gives everything back
+        while _itimers.schedulers()[signal.ITIMER_REAL].active:
+            await asyncio.sleep(0.001)
+    print("IDLE", flush=True)
+
+# Held from the main thread, so the other thread's loop can subscribe whenever it needs to;
+# a delivery nobody took is raised again when it is released.
+reservation = get_hub().reserve([signal.SIGALRM])
+if path == "precise":
+    with aiosig.block(signal.SIGALRM):
+        run(main())
+else:
+    run(main())
+reservation.close()
+print("SURVIVED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("what", ["alarm", "setitimer", "threads"])
+@pytest.mark.parametrize("path", ["plain", "precise"])
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_an_expiry_in_flight_when_the_last_timer_goes_is_never_the_users(
+    loop_name: str, path: str, what: str
+) -> None:
+    child = run_child(_IN_FLIGHT, loop_name, path, what)
+    returncode, out, err = finish(child, timeout=30)
+    assert (returncode, out) == (0, "IDLE\nSURVIVED\n"), err
+    assert "Traceback" not in err, err
+
+
+# ---- blocked timer signals: read from the loop's signalfd ---------------------------------
+
+
+@pytest.mark.asyncio
+async def test_alarms_and_itimers_fire_with_sigalrm_blocked_and_say_the_kernel_sent_it() -> None:
+    with aiosig.block(signal.SIGALRM):
+        assert aiosig.threads_not_blocking([signal.SIGALRM]) == []  # else one may take it
+        info = await asyncio.wait_for(alarm(0.01), TIMEOUT)
+        async with setitimer(signal.ITIMER_REAL, 0.01, 0.01) as timer:
+            ticks = [await asyncio.wait_for(timer, TIMEOUT) for _ in range(2)]
+        assert_idle()
+        assert signal.SIGALRM not in signal.sigpending()  # every expiry was read
+    for delivery in (info, *(tick.info for tick in ticks)):
+        assert delivery.precise and delivery.si_signo == signal.SIGALRM
+        assert delivery.si_code == SI_KERNEL
+        assert delivery.si_pid == 0  # the kernel, not a process

@@ -7,17 +7,20 @@ main thread, on asyncio and uvloop.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+import aiosig
 from aiosig._hub import get_hub
-from aiosig._watchdog import BlockedLoop, watchdog
+from aiosig._watchdog import BlockedLoop, Watchdog, watchdog
 
 TIMEOUT = 10.0
 
@@ -180,9 +183,74 @@ async def test_watchdog_validates_its_threshold() -> None:
         watchdog(float("inf"))
     with pytest.raises(TypeError):
         watchdog("1")  # type: ignore[arg-type]
-    assert watchdog_threads() == []
+    assert refusal(watchdog, 0.05, callback="log") == (
+        TypeError,
+        "callback must be callable, not str",
+    )
+    assert_nothing_started()
 
 
 def test_watchdog_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError, match="no running event loop"):
         watchdog(1.0)
+
+
+def refusal(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[type[BaseException], str]:
+    """What `fn` raises, without keeping its traceback (whose frames would keep objects alive)."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:
+        return type(exc), str(exc)
+    raise AssertionError(f"{fn.__name__} did not raise")
+
+
+def assert_nothing_started(signum: int = signal.SIGURG) -> None:
+    """No watchdog thread, no subscription, and nothing on the loop that keeps one alive."""
+    assert watchdog_threads() == []
+    if 0 < signum < signal.NSIG:
+        assert not get_hub().holds(signum)
+    gc.collect()  # a heartbeat left on the loop would keep its Watchdog alive
+    assert [obj for obj in gc.get_objects() if isinstance(obj, Watchdog)] == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP, 0, signal.NSIG, "x"])
+@pytest.mark.asyncio
+async def test_a_refused_signal_raises_the_stdlibs_error_and_starts_nothing(signum: Any) -> None:
+    expected = refusal(signal.signal, signum, signal.SIG_DFL)
+    assert refusal(watchdog, 0.05, signum=signum) == expected
+    await asyncio.sleep(0.1)  # two heartbeats' worth
+    assert_nothing_started()
+
+
+@pytest.mark.asyncio
+async def test_a_signal_the_hub_refuses_starts_nothing() -> None:
+    # A fault signal: refused by aiosig itself, after the stdlib's checks.
+    kind, message = refusal(watchdog, 0.05, signum=signal.SIGSEGV)
+    assert kind is ValueError and "faulthandler" in message
+    assert_nothing_started()
+
+
+@pytest.mark.asyncio
+async def test_a_watchdog_whose_thread_cannot_start_leaves_nothing_behind() -> None:
+    previous = threading.stack_size(2**45)  # no thread can get that much stack: start() fails
+    try:
+        assert refusal(watchdog, 0.05) == (RuntimeError, "can't start new thread")
+    finally:
+        threading.stack_size(previous)
+    assert_nothing_started()
+
+
+@pytest.mark.asyncio
+async def test_watchdog_refuses_a_signal_blocked_in_the_main_thread_and_says_why() -> None:
+    # A blocked poke cannot interrupt the code that blocks the loop: there would be no stack.
+    with aiosig.block(signal.SIGURG):
+        kind, message = refusal(watchdog, 0.05)
+    assert kind is RuntimeError
+    assert "SIGURG is blocked" in message and "signum" in message
+    assert_nothing_started()
+    reports: list[BlockedLoop] = []
+    with aiosig.block(signal.SIGUSR1):  # another signal blocked does not matter
+        async with watchdog(0.1, callback=reports.append, signum=signal.SIGUSR2):
+            time.sleep(0.5)
+            report = await next_report(reports)
+    assert report.stack[-1].line == "time.sleep(0.5)"
