@@ -46,7 +46,9 @@ KEYBOARD_INTERRUPTS = textwrap.dedent(
                 handle.remove()
 
     interrupts = 0
-    while sender.poll() is None:
+
+    def session():
+        global interrupts
         try:
             loop = (factory or asyncio.new_event_loop)()
             try:
@@ -56,8 +58,17 @@ KEYBOARD_INTERRUPTS = textwrap.dedent(
                     try:
                         loop.run_until_complete(loop.shutdown_asyncgens())
                         loop.close()
-                    except KeyboardInterrupt:
-                        interrupts += 1
+                    except (KeyboardInterrupt, RuntimeError):  # RuntimeError: uvloop's
+                        interrupts += 1  # "Event loop stopped before Future completed"
+        except KeyboardInterrupt:
+            interrupts += 1
+
+    done = False
+    while not done:  # an interrupt may land in this loop's own bytecodes too
+        try:
+            while sender.poll() is None:
+                session()
+            done = True
         except KeyboardInterrupt:
             interrupts += 1
     # The next aiosig entry point ends what the interrupted loops left (they are closed).
