@@ -196,7 +196,8 @@ class Dispositions:
         """Replace what the current trampoline chains to; return the old one (audited first)."""
         self.audit()
         tramp = self._current[signum]
-        assert tramp is not None
+        if tramp is None:  # the audit just completed its deferred restore: no longer ours
+            return unwrap(signal.signal(signum, handler))
         old, tramp.behind = tramp.behind, handler
         return old
 
