@@ -48,8 +48,10 @@ __all__ = (
     "Leaks",
     "Sender",
     "Tally",
+    "burst",
     "loop_factory",
     "send_main",
+    "start_burst",
 )
 
 RT_PLAIN = signal.SIGRTMIN + 1
@@ -100,7 +102,7 @@ def send_main() -> None:
                 sent["rt_plain"] += 1
             elif pick < 0.9:
                 value = sent["rt_precise"]
-                _retrying(lambda: aiosig.sigqueue(pid, RT_PRECISE, value))
+                _retrying(lambda value=value: aiosig.sigqueue(pid, RT_PRECISE, value))  # type: ignore[misc]
                 sent["rt_precise"] += 1
             else:
                 os.kill(pid, signal.SIGUSR1)
@@ -110,6 +112,29 @@ def send_main() -> None:
     os.kill(pid, signal.SIGUSR1)
     sent["usr1"] += 1
     print(json.dumps({**sent, "last_usr1": last_usr1}), flush=True)
+
+
+_BURST = """\
+import sys
+import aiosig
+pid, signum, count = map(int, sys.argv[1:])
+for value in range(count):
+    aiosig.sigqueue(pid, signum, value)
+"""
+
+
+def start_burst(pid: int, signum: int, count: int) -> subprocess.Popen[bytes]:
+    """Start sending `count` `signum` from a separate process, with values 0..count-1."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _BURST, str(pid), str(int(signum)), str(count)],
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def burst(pid: int, signum: int, count: int) -> None:
+    """`start_burst` and wait until every signal was sent (blocking the caller's loop)."""
+    if start_burst(pid, signum, count).wait(30) != 0:
+        raise RuntimeError("the burst sender failed")
 
 
 class Sender:
@@ -239,6 +264,7 @@ class Churn:
     handlers: list[aiosig.HandlerHandle] = field(default_factory=list)
     waits: list[tuple[frozenset[int], asyncio.Task[Any]]] = field(default_factory=list)
     drains: list[asyncio.Task[None]] = field(default_factory=list)
+    alarms: list[asyncio.Future[aiosig.SigInfo]] = field(default_factory=list)
 
     async def step(self) -> None:
         """One random operation, then a random pause (none, one loop turn, up to 3 ms)."""
@@ -249,6 +275,7 @@ class Churn:
             (self.remove_handler, 2),
             (self.start_wait, 4),
             (self.cancel_wait, 3),
+            (self.start_alarm, 1),
         ]
         op = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         self.stats["steps"] += 1
@@ -257,6 +284,7 @@ class Churn:
             await result
         self._reap_waits()
         self._reap_drains()
+        self._reap_alarms()
         pause = self.rng.random()
         if pause < 0.3:
             return
@@ -286,7 +314,7 @@ class Churn:
             if int(info.si_signo) == RT_PRECISE and info.precise:
                 assert info.si_value is not None
                 if info.si_value <= entry.last_value:
-                    self.problems.append(f"receiver: value {info.si_value} after {entry.last_value}")
+                    self.problems.append(f"value {info.si_value} after {entry.last_value}")
                 entry.last_value = info.si_value
             self.stats["receiver deliveries"] += 1
             if self.rng.random() < 0.05:
@@ -363,6 +391,21 @@ class Churn:
             task.cancel()  # before it ever ran
         return None
 
+    def start_alarm(self) -> None:
+        # Awaited to expiry, never cancelled: cancelling an alarm is not raced yet.
+        self.alarms.append(aiosig.alarm(self.rng.uniform(0, 0.005)))
+        self.stats["alarms started"] += 1
+
+    def _reap_alarms(self) -> None:
+        for future in [f for f in self.alarms if f.done()]:
+            self.alarms.remove(future)
+            if future.exception() is not None:
+                self.problems.append(f"an alarm raised {future.exception()!r}")
+            elif future.result().si_signo != signal.SIGALRM:
+                self.problems.append(f"an alarm resolved to {future.result()!r}")
+            else:
+                self.stats["alarms expired"] += 1
+
     def cancel_wait(self) -> None:
         if self.waits:
             self.waits[self.rng.randrange(len(self.waits))][1].cancel()
@@ -407,6 +450,11 @@ class Churn:
             async with asyncio.timeout(5):
                 await asyncio.wait(self.drains)
         self._reap_drains()
+        if self.alarms:
+            await asyncio.wait(self.alarms, timeout=5)  # times out without cancelling
+        self._reap_alarms()
+        if self.alarms:
+            self.problems.append(f"{len(self.alarms)} alarms did not expire")
 
     def _reap_drains(self) -> None:
         pending = []
@@ -448,7 +496,10 @@ class Leaks:
     fds: int = field(default_factory=_fds)
     threads: int = field(default_factory=threading.active_count)
     dispositions: dict[int, object] = field(
-        default_factory=lambda: {s: signal.getsignal(s) for s in SIGNALS}
+        default_factory=lambda: {s: signal.getsignal(s) for s in (*SIGNALS, signal.SIGALRM)}
+    )
+    itimer: tuple[float, float] = field(
+        default_factory=lambda: signal.getitimer(signal.ITIMER_REAL)
     )
     wakeup_fd: int = field(default_factory=_wakeup_fd)
     mask: frozenset[int] = field(
@@ -460,10 +511,10 @@ class Leaks:
         now = Leaks()
         problems = [
             f"{name}: {getattr(self, name)!r} before, {getattr(now, name)!r} after"
-            for name in ("fds", "threads", "dispositions", "wakeup_fd", "mask")
+            for name in ("fds", "threads", "dispositions", "itimer", "wakeup_fd", "mask")
             if getattr(self, name) != getattr(now, name)
         ]
-        held = [s for s in SIGNALS if get_hub().holds(s)]
+        held = [s for s in (*SIGNALS, signal.SIGALRM) if get_hub().holds(s)]
         if held:
             problems.append(f"the hub still holds {held}")
         return problems

@@ -10,7 +10,8 @@ precise sequence number once and in order, and get a SIGUSR1 after the last one 
 the end nothing may be left: dispositions, the wakeup fd, the mask, fds, threads, and what
 the hub holds are as before.
 
-Timers (``aiosig.alarm``, ``setitimer``) are not raced here yet.
+Timers only lightly: alarms are started at random and awaited to expiry; cancelling one (and
+setitimer) is not raced yet.
 """
 
 from __future__ import annotations
