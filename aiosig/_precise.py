@@ -201,6 +201,9 @@ class PreciseSource:
         # the finalizer closes it exactly once, at retirement or when the source is collected.
         self._fd = _platform.signalfd(-1, (), _platform.SFD_NONBLOCK | _platform.SFD_CLOEXEC)
         self._close_fd = weakref.finalize(self, os.close, self._fd)
+        # Not at exit: finalizers run before aiosig's atexit hook, which may still read it
+        # (``_hub.Hub._at_exit``), and the process closes it anyway.
+        self._close_fd.atexit = False
         try:
             loop.add_reader(self._fd, self._on_readable)
         except BaseException:

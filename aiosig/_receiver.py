@@ -153,8 +153,9 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
             return
         self._closed = True
         leftover, self._buffer = self._buffer, deque()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and not self._loop.is_closed():
+            waiter.set_result(None)  # a closed loop cannot schedule the wakeup: it never runs
         if self._consumer is not None:
             self._consumer.close(unconsumed=leftover)  # the hub raises them again (Rule 3)
 
