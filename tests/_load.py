@@ -115,18 +115,24 @@ def send_main() -> None:
 
 
 _BURST = """\
-import sys
+import sys, time
 import aiosig
-pid, signum, count = map(int, sys.argv[1:])
+pid, signum, count = map(int, sys.argv[1:4])
+pause = float(sys.argv[4]) / (count / 100)
 for value in range(count):
     aiosig.sigqueue(pid, signum, value)
+    if pause and value % 100 == 99:
+        time.sleep(pause)
 """
 
 
-def start_burst(pid: int, signum: int, count: int) -> subprocess.Popen[bytes]:
-    """Start sending `count` `signum` from a separate process, with values 0..count-1."""
+def start_burst(pid: int, signum: int, count: int, spread: float = 0.0) -> subprocess.Popen[bytes]:
+    """Start sending `count` `signum` from a separate process, with values 0..count-1.
+
+    `spread`: seconds to spread the sends over (in steps of 100); 0 for as fast as it can.
+    """
     return subprocess.Popen(
-        [sys.executable, "-c", _BURST, str(pid), str(int(signum)), str(count)],
+        [sys.executable, "-c", _BURST, str(pid), str(int(signum)), str(count), str(spread)],
         stdin=subprocess.DEVNULL,
     )
 
