@@ -57,8 +57,9 @@ live subscription took, or what a closing receiver reports unconsumed with no ot
 subscription of its signal), not the trampoline: a worker thread's loop may have received
 the byte before the main thread's trampoline runs. A trampoline whose every subscriber's
 loop is closed acts as the default would at once. Subscriptions end with their loop: a loop
-that shuts down its async generators (``asyncio.run``, ``Runner.close``) closes them, and a
-loop found closed at any entry point has its subscriptions closed.
+that shuts down its async generators (``asyncio.run``, ``Runner.close``) closes them, a
+loop found closed at any entry point has its subscriptions closed, and at interpreter exit
+so does every loop that is not running.
 
 Rule 5 (threads): the OS-level install must happen in the main thread. A loop in another
 thread subscribes to a signal the hub already holds at once; otherwise the install is run on
@@ -76,6 +77,7 @@ the user's dispositions restored; the child's hub rebuilds on first use.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import functools
@@ -570,6 +572,20 @@ class Hub:
                 with contextlib.suppress(RuntimeError, ValueError):
                     loop.remove_reader(self._pipe.r)
 
+    def _at_exit(self) -> None:
+        """The interpreter exits: loops that are not running never will again (Rule 4).
+
+        Their subscriptions end as a loop's do when it shuts down, so that a delivery a
+        receiver buffered and nobody consumed still takes its default action (a SIGTERM
+        terminates), whether the loop was closed without shutting down or left open.
+        """
+        if not is_main_thread():
+            return
+        with self._changing():
+            self._prune_closed_loops()
+            for loop in [loop for loop in self._loops if not loop.is_running()]:
+                self._end_loop_subscriptions(loop)
+
     def _loop_shutting_down(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop shuts down its async generators: its subscriptions end (Rule 4)."""
         with self._changing():
@@ -695,6 +711,16 @@ def _after_fork_in_child() -> None:
     if hub is not None:
         hub._after_fork_in_child()
 
+
+def _at_exit() -> None:
+    hub = _hub
+    if hub is not None:
+        hub._at_exit()
+
+
+# At import, but it touches no signal state; registered first, it runs after the atexit
+# hooks of whatever imports aiosig.
+atexit.register(_at_exit)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -42,6 +42,12 @@ the last consumer goes, when the loop shuts down its async generators (``asyncio
 Precise delivery is per loop: two loops wanting the same blocked signal each have a
 signalfd, and each delivery is read by one of them (a documented limit).
 
+Rule 3 (what was read is delivered): a read takes deliveries out of the kernel's queue for
+good. A handler that raises KeyboardInterrupt or SystemExit stops the read's loop of offers;
+what it had not offered yet (to the other consumers of that delivery, and the deliveries
+after it) is carried and offered first at the next read, in order, as the hub's reader
+carries a batch (``_reader.run_batch``).
+
 This module sits above the hub (it subscribes through it); the hub never imports it.
 """
 
@@ -204,10 +210,15 @@ class PreciseSource:
         self._consumers: list[Consumer] = []
         self._mask: frozenset[int] = frozenset()
         self._retired = False
+        # Read but not yet offered to everyone: see `_offer_all`.
+        self._carry: tuple[list[SigInfo], tuple[Consumer, ...]] | None = None
         # One signalfd for the source's life (an empty mask while every consumer is full):
         # the finalizer closes it exactly once, at retirement or when the source is collected.
         self._fd = _platform.signalfd(-1, (), _platform.SFD_NONBLOCK | _platform.SFD_CLOEXEC)
         self._close_fd = weakref.finalize(self, os.close, self._fd)
+        # Not at exit: finalizers run before aiosig's atexit hook, which may still read it
+        # (``_hub.Hub._at_exit``), and the process closes it anyway.
+        self._close_fd.atexit = False
         try:
             loop.add_reader(self._fd, self._on_readable)
         except BaseException:
@@ -288,16 +299,37 @@ class PreciseSource:
     def _on_readable(self) -> None:
         if self._retired:
             return
+        carried, self._carry = self._carry, None
+        if carried is not None:
+            self._offer_all(*carried)
         rooms = [c.room() for c in self._consumers if c.precise_signals & self._mask]
         limit = min([_READ_BATCH, *rooms])
         if limit <= 0:
             self.refresh()
             return
-        for info in _platform.read_signalfd(self._fd, limit):
-            for consumer in tuple(self._consumers):
-                if info.si_signo in consumer.precise_signals and consumer.room() > 0:
-                    self._offer(consumer, info)
+        self._offer_all(_platform.read_signalfd(self._fd, limit), None)
         self.refresh()
+
+    def _offer_all(self, infos: list[SigInfo], first: tuple[Consumer, ...] | None) -> None:
+        """Offer each of `infos` to every consumer that wants it and has room.
+
+        `first`: the consumers still owed ``infos[0]`` (None: all of them). What was read is
+        out of the kernel's queue: if an offer raises KeyboardInterrupt or SystemExit (a
+        handler's), the rest is carried to the next read, which delivers it before reading
+        more (so order holds), and the exception goes on.
+        """
+        for n, info in enumerate(infos):
+            targets = tuple(self._consumers) if first is None or n else first
+            for k, consumer in enumerate(targets):
+                if info.si_signo in consumer.precise_signals and consumer.room() > 0:
+                    try:
+                        self._offer(consumer, info)
+                    except BaseException:
+                        self._carry = (infos[n:], targets[k + 1 :])
+                        loop = self._loop()
+                        if loop is not None and not loop.is_closed():
+                            loop.call_soon(self._on_readable)
+                        raise
 
     def _offer(self, consumer: Consumer, info: SigInfo) -> None:
         try:

@@ -18,7 +18,8 @@ second concurrent ``__anext__`` raises instead of silently orphaning the first.
 Rule 3 (what is buffered at exit is not lost): a user's own Python handler has seen every
 delivery already (the hub's trampoline chains to it). What nobody handled is a delivery still
 buffered when the receiver closes, however it closes (``close()``, ``async with``, or the
-end of ``asyncio.run``/``uvloop.run``, which ends the loop's subscriptions as one group): the
+end of ``asyncio.run``/``uvloop.run``, which ends the loop's subscriptions as one group, or
+the interpreter's exit with the loop closed unshut or left open, which does the same): the
 receiver hands it to the hub as unconsumed, and once the hub has restored the disposition,
 if that is the default action, the signal is raised again so that the action happens (a
 buffered SIGTERM still terminates), as trio does. A signal another live aiosig subscription
@@ -153,8 +154,9 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
             return
         self._closed = True
         leftover, self._buffer = self._buffer, deque()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and not self._loop.is_closed():
+            waiter.set_result(None)  # a closed loop cannot schedule the wakeup: it never runs
         if self._consumer is not None:
             self._consumer.close(unconsumed=leftover)  # the hub raises them again (Rule 3)
 
