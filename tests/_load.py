@@ -58,10 +58,10 @@ __all__ = (
 RT_PLAIN = signal.SIGRTMIN + 1
 RT_PRECISE = signal.SIGRTMIN + 2
 SIGNALS = (signal.SIGUSR1, RT_PLAIN, RT_PRECISE)
-# Alarms (started at random, awaited to expiry, never cancelled) join the churn once the
-# scheduler stops counting its own in-flight SIGALRM as an orphan when it gives the timer
-# back: today that kills the process (SIGALRM under SIG_DFL) within seconds of soak.
-ALARMS = False
+# Alarms join the churn: started, cancelled at random moments (often after their expiry
+# fired but before the loop read it), or awaited to expiry. An expiry of aiosig's own timer
+# must never reach the user's disposition (SIG_DFL would kill the process).
+ALARMS = True
 _QUIET_BEFORE_LAST_USR1 = 0.05  # s without SIGUSR1 before the last one: its delivery is its own
 
 
@@ -290,6 +290,7 @@ class Churn:
             (self.start_wait, 4),
             (self.cancel_wait, 3),
             (self.start_alarm, 1 if self.alarms else 0),
+            (self.cancel_alarm, 1 if self.alarms else 0),
         ]
         op = self.rng.choices([o for o, _ in ops], [w for _, w in ops])[0]
         self.stats["steps"] += 1
@@ -406,9 +407,16 @@ class Churn:
         return None
 
     def start_alarm(self) -> None:
-        # Awaited to expiry, never cancelled: cancelling an alarm is not raced yet.
         self.pending_alarms.append(aiosig.alarm(self.rng.uniform(0, 0.005)))
         self.stats["alarms started"] += 1
+
+    def cancel_alarm(self) -> None:
+        if self.pending_alarms:
+            future = self.pending_alarms.pop(self.rng.randrange(len(self.pending_alarms)))
+            if future.cancel():
+                self.stats["alarms cancelled"] += 1
+            elif future.done() and future.exception() is None:
+                self.stats["alarms expired"] += 1
 
     def _reap_alarms(self) -> None:
         for future in [f for f in self.pending_alarms if f.done()]:
