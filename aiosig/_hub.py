@@ -296,7 +296,7 @@ class Hub:
             self._release_now(done)
             raise
 
-    def _release(self, signums: Iterable[int], holder: Reservation | None = None) -> None:
+    def release(self, signums: Iterable[int], holder: Reservation | None = None) -> None:
         """Drop a reference on each signal (from another thread: on the main thread's loop).
 
         `holder`, if given, is marked closed in the same change, once: an interrupt cannot
@@ -439,7 +439,7 @@ class Hub:
             with self._lock:
                 self._attach(sub)
         except BaseException:
-            self._release(signums)
+            self.release(signums)
             raise
         return sub
 
@@ -514,7 +514,8 @@ class Hub:
                 "in the main thread first."
             ) from None
 
-    def _unsubscribe(self, sub: Subscription, unconsumed: Iterable[SigInfo] = ()) -> None:
+    def unsubscribe(self, sub: Subscription, unconsumed: Iterable[SigInfo] = ()) -> None:
+        """Close `sub` (its ``close()`` calls this): see `Subscription.close`."""
         # One change, tables and references together: an interrupt between the two would
         # leave references that no subscription holds.
         with self._changing():
@@ -526,7 +527,7 @@ class Hub:
                 signum = int(info.si_signo)
                 if not any(not other.loop.is_closed() for other in self._subs[signum]):
                     self._reader.orphan(signum)  # nobody else saw it: see Rule 4
-            self._release(sub.signals)
+            self.release(sub.signals)
 
     def _drop_from_tables(self, sub: Subscription) -> None:
         """Stop delivering to `sub` (the hub's lock held); the references stay."""

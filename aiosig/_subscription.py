@@ -73,7 +73,7 @@ class Subscription:
                 disposition is the default action.
         """
         if not self.closed:
-            self._hub._unsubscribe(self, unconsumed)  # sets `closed`, in the same change
+            self._hub.unsubscribe(self, unconsumed)  # sets `closed`, in the same change
 
     def end(self) -> None:
         """The hub ends the subscription (its loop shut down): the owner closes, or it does."""
@@ -110,7 +110,7 @@ class Reservation:
     def close(self) -> None:
         """Release the signals; idempotent."""
         if not self.closed:
-            self._hub._release(self.signals, self)  # sets `closed`, in the same change
+            self._hub.release(self.signals, self)  # sets `closed`, in the same change
 
     def __enter__(self) -> Reservation:
         return self
