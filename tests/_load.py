@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ __all__ = (
     "Tally",
     "burst",
     "loop_factory",
+    "run_checked",
     "send_main",
     "start_burst",
 )
@@ -540,6 +541,26 @@ class Leaks:
         if held:
             problems.append(f"the hub still holds {held}")
         return problems
+
+
+def run_checked(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    main: Coroutine[Any, Any, dict[str, object]],
+    before: Leaks,
+) -> dict[str, object]:
+    """Run `main` (which returns a report with a "problems" list) with RT_PRECISE blocked
+    for precise delivery; add what was left pending in the kernel and what leaked."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {RT_PRECISE})
+    with asyncio.Runner(loop_factory=factory) as runner:
+        report = runner.run(main)
+    left = signal.sigpending()
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    problems = report["problems"]
+    assert isinstance(problems, list)
+    if left:
+        problems.append(f"left pending in the kernel: {sorted(left)}")
+    problems += before.compare()
+    return report
 
 
 def warm_up(factory: Callable[[], asyncio.AbstractEventLoop]) -> None:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import signal
 import sys
 
 import pytest
 
-from tests._load import RT_PRECISE, Churn, Leaks, Sender, Tally, loop_factory, warm_up
+from tests._load import Churn, Leaks, Sender, Tally, loop_factory, run_checked, warm_up
 from tests._util import finish, run_child
 
 FLAVOURS = ["asyncio", "uvloop"]
@@ -59,16 +58,7 @@ def race_main() -> None:
     factory = loop_factory(flavour)
     warm_up(factory)
     before = Leaks()
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {RT_PRECISE})  # precise delivery
-    with asyncio.Runner(loop_factory=factory) as runner:
-        report = runner.run(_race(seed, steps))
-    left = signal.sigpending()
-    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    problems = report["problems"]
-    assert isinstance(problems, list)
-    if left:
-        problems.append(f"left pending in the kernel: {sorted(left)}")
-    problems += before.compare()
+    report = run_checked(factory, _race(seed, steps), before)
     print(json.dumps(report))
     print("READY")
 

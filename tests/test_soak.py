@@ -23,13 +23,21 @@ import gc
 import json
 import os
 import random
-import signal
 import sys
 import threading
 
 import pytest
 
-from tests._load import RT_PRECISE, Churn, Leaks, Sender, Tally, loop_factory, rss_kib, warm_up
+from tests._load import (
+    Churn,
+    Leaks,
+    Sender,
+    Tally,
+    loop_factory,
+    rss_kib,
+    run_checked,
+    warm_up,
+)
 from tests._util import finish, run_child
 
 SOAK_SECONDS = float(os.environ.get("AIOSIG_SOAK_SECONDS", "60"))
@@ -88,17 +96,8 @@ def soak_main() -> None:
     factory = loop_factory(flavour)
     warm_up(factory)
     before = Leaks()
-    signal.pthread_sigmask(signal.SIG_BLOCK, {RT_PRECISE})  # precise delivery
     print("READY")
-    with asyncio.Runner(loop_factory=factory) as runner:
-        report = runner.run(_soak(seconds))
-    left = signal.sigpending()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {RT_PRECISE})
-    problems = report["problems"]
-    assert isinstance(problems, list)
-    if left:
-        problems.append(f"left pending in the kernel: {sorted(left)}")
-    problems += before.compare()
+    report = run_checked(factory, _soak(seconds), before)
     print(json.dumps(report))
 
 
