@@ -80,7 +80,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import functools
 import os
 import signal
 import threading
@@ -90,13 +89,11 @@ from types import FrameType
 
 from ._dispositions import DEFAULT_TERMINATES, Dispositions, Trampoline, act_as
 from ._loops import (
-    LoopWatch,
+    LoopReaders,
     fresh_handler,
     in_loop_thread,
     is_main_thread,
     refusal,
-    retire_sentinel,
-    start_sentinel,
 )
 from ._platform import signals_held
 from ._reader import Reader, deliver_batches
@@ -131,7 +128,7 @@ class Hub:
         self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
         self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
         self._hooks: list[tuple[Subscription, ...]] = [()] * _NSIG  # those with in_handler
-        self._loops: dict[asyncio.AbstractEventLoop, LoopWatch] = {}
+        self._loops = LoopReaders(self._on_readable, self._loop_shutting_down)
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
         self.stats = {"dispatched": 0, "recovered": 0, "thefts": 0}
@@ -254,13 +251,8 @@ class Hub:
             self._audit()
 
     def _prune_closed_loops(self) -> None:
-        closed = [loop for loop in self._loops if loop.is_closed()]
-        for loop in closed:
+        for loop in self._loops.forget_closed():
             self._end_loop_subscriptions(loop)
-            watch = self._loops.pop(loop, None)  # its reader went with it
-            if watch is not None:
-                watch.active = False
-                watch.sentinel = None
 
     def _end_loop_subscriptions(self, loop: asyncio.AbstractEventLoop) -> None:
         """End every subscription of `loop` as one group (Rule 4).
@@ -547,31 +539,13 @@ class Hub:
                 self._remove_reader(loop)
 
     def _add_reader(self, loop: asyncio.AbstractEventLoop) -> None:
-        watch = self._loops.get(loop)
-        if watch is None:
-            watch = self._loops[loop] = LoopWatch()
-        watch.count += 1
-        if watch.count == 1:
-            assert self._pipe is not None
-            loop.add_reader(self._pipe.r, self._on_readable, loop)
-            watch.sentinel = start_sentinel(
-                loop, watch, functools.partial(self._loop_shutting_down, loop)
-            )
+        assert self._pipe is not None
+        self._loops.add(loop, self._pipe.r)
 
     def _remove_reader(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            watch = self._loops.get(loop)
-            if watch is None:
-                return
-            watch.count -= 1
-            if watch.count > 0:
-                return
-            del self._loops[loop]
-            watch.active = False  # its sentinel, when finalized, must not close anything
-            retire_sentinel(watch)
-            if self._pipe is not None and not loop.is_closed():
-                with contextlib.suppress(RuntimeError, ValueError):
-                    loop.remove_reader(self._pipe.r)
+        with self._lock:  # also called on the loop's own thread (call_soon_threadsafe)
+            if self._pipe is not None:
+                self._loops.remove(loop, self._pipe.r)
 
     def _at_exit(self) -> None:
         """The interpreter exits: loops that are not running never will again (Rule 4).
@@ -584,7 +558,7 @@ class Hub:
             return
         with self._changing():
             self._prune_closed_loops()
-            for loop in [loop for loop in self._loops if not loop.is_running()]:
+            for loop in self._loops.idle():
                 self._end_loop_subscriptions(loop)
 
     def _loop_shutting_down(self, loop: asyncio.AbstractEventLoop) -> None:

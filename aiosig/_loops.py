@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Callable
 from ._subscription import Handler
 
 __all__ = (
+    "LoopReaders",
     "LoopWatch",
     "fresh_handler",
     "in_loop_thread",
@@ -126,3 +127,60 @@ def retire_sentinel(watch: LoopWatch) -> None:
     if sentinel is not None:
         with contextlib.suppress(StopIteration, RuntimeError):
             sentinel.aclose().send(None)
+
+
+class LoopReaders:
+    """The loops that read the hub's pipe: per loop, a count of subscriptions, the reader and
+    the shutdown sentinel. The hub holds its lock around every call; this class owns the map.
+    """
+
+    def __init__(
+        self,
+        on_readable: Callable[[asyncio.AbstractEventLoop], None],
+        on_shutdown: Callable[[asyncio.AbstractEventLoop], None],
+    ) -> None:
+        self._on_readable = on_readable
+        self._on_shutdown = on_shutdown
+        self._watches: dict[asyncio.AbstractEventLoop, LoopWatch] = {}
+
+    def add(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        """One more subscription on `loop`; the first registers the reader and the sentinel."""
+        watch = self._watches.get(loop)
+        if watch is None:
+            watch = self._watches[loop] = LoopWatch()
+        watch.count += 1
+        if watch.count == 1:
+            loop.add_reader(fd, self._on_readable, loop)
+            watch.sentinel = start_sentinel(loop, watch, functools.partial(self._on_shutdown, loop))
+
+    def remove(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        """One subscription less on `loop`; the last unregisters the reader."""
+        watch = self._watches.get(loop)
+        if watch is None:
+            return
+        watch.count -= 1
+        if watch.count > 0:
+            return
+        del self._watches[loop]
+        watch.active = False  # its sentinel, when finalized, must not close anything
+        retire_sentinel(watch)
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.remove_reader(fd)
+
+    def forget_closed(self) -> list[asyncio.AbstractEventLoop]:
+        """Forget the loops that were closed (their readers went with them); return them."""
+        closed = [loop for loop in self._watches if loop.is_closed()]
+        for loop in closed:
+            watch = self._watches.pop(loop)
+            watch.active = False
+            watch.sentinel = None
+        return closed
+
+    def idle(self) -> list[asyncio.AbstractEventLoop]:
+        """The loops that are not running now."""
+        return [loop for loop in self._watches if not loop.is_running()]
+
+    def clear(self) -> None:
+        """Forget every loop (a forked child)."""
+        self._watches.clear()
