@@ -4,8 +4,8 @@ Everything aiosig knows about the internals of asyncio, uvloop and ``asyncio.Run
 here, so that the hub only asks questions: which loop, which thread, may this loop take this
 signal (`refusal`), is this saved SIGINT handler a finished run's (`fresh_handler`).
 
-A subscription lives on a loop, and ends with it: the hub registers a sentinel async
-generator on each loop it reads on, which ``shutdown_asyncgens`` (called by ``asyncio.run``
+A subscription lives on a loop, and ends with it: `LoopReaders` (the map of loops that read
+the hub's pipe) registers a sentinel async generator on each loop it reads on, which ``shutdown_asyncgens`` (called by ``asyncio.run``
 and ``Runner.close``, on asyncio and uvloop alike) finalizes, telling the hub to close that
 loop's subscriptions. The loop's registry of async generators is weak, so the hub keeps the
 only strong reference, and a retired sentinel is marked inactive before it is dropped: when
