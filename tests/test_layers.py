@@ -13,7 +13,7 @@ import pathlib
 import aiosig
 
 LAYERS: list[set[str]] = [
-    {"_platform", "_siginfo", "_convert"},
+    {"_platform", "_siginfo", "_convert", "_sdnotify"},
     {"_subscription", "_loops", "_dispositions", "_wakeup", "_reader", "_hub"},
     {"_precise", "_closing"},
     {"_receiver", "_handlers", "_waits", "_itimers", "_timers", "_watchdog", "_spawn", "_run"},
