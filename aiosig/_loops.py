@@ -5,11 +5,12 @@ here, so that the hub only asks questions: which loop, which thread, may this lo
 signal (`refusal`), is this saved SIGINT handler a finished run's (`fresh_handler`).
 
 A subscription lives on a loop, and ends with it: `LoopReaders` (the map of loops that read
-the hub's pipe) registers a sentinel async generator on each loop it reads on, which ``shutdown_asyncgens`` (called by ``asyncio.run``
-and ``Runner.close``, on asyncio and uvloop alike) finalizes, telling the hub to close that
-loop's subscriptions. The loop's registry of async generators is weak, so the hub keeps the
-only strong reference, and a retired sentinel is marked inactive before it is dropped: when
-the garbage collector finalizes it later, nothing is closed.
+the hub's pipe) registers a sentinel async generator on each loop it reads on, which
+``shutdown_asyncgens`` (called by ``asyncio.run`` and ``Runner.close``, on asyncio and
+uvloop alike) finalizes, telling the hub to close that loop's subscriptions. The loop's
+registry of async generators is weak, so the hub keeps the only strong reference, and a
+retired sentinel is marked inactive before it is dropped: when the garbage collector
+finalizes it later, nothing is closed.
 """
 
 from __future__ import annotations
