@@ -16,7 +16,17 @@ LAYERS: list[set[str]] = [
     {"_platform", "_siginfo", "_convert", "_sdnotify"},
     {"_subscription", "_loops", "_dispositions", "_wakeup", "_reader", "_hub"},
     {"_precise", "_closing"},
-    {"_receiver", "_handlers", "_waits", "_itimers", "_timers", "_watchdog", "_spawn", "_run"},
+    {
+        "_receiver",
+        "_handlers",
+        "_waits",
+        "_itimers",
+        "_timers",
+        "_watchdog",
+        "_spawn",
+        "_run",
+        "_deadline",
+    },
     {"_dropin", "core"},
     {"__init__"},
 ]
