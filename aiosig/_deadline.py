@@ -39,8 +39,8 @@ Rule 5 (then ``_exit``, never an exception): the main thread is stuck, so nothin
 on it: no ``SystemExit``, no ``finally`` blocks, no atexit handlers (they would run code that
 may be stuck too). The status is the decided one (`ExitStatus`): an exit code goes through
 ``os._exit``; death by a signal is had by setting the signal's C-level disposition to SIG_DFL
-(``signal.signal`` only works in the main thread, so libc's ``signal()`` is called through
-ctypes), unblocking it in this thread only and sending it to this thread: the kernel acts on
+(``signal.signal`` only works in the main thread, so libc's ``signal()`` is called, through
+``_platform.set_default_action``), unblocking it in this thread only and sending it to this thread: the kernel acts on
 it before ``pthread_kill`` returns, whatever the other threads block. If the process is still
 alive `SIGNAL_GRACE` seconds later, ``os._exit(128 + n)`` ends it.
 
@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import math
 import os
 import signal
@@ -64,10 +63,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import NoReturn, TextIO
+
+from ._platform import set_default_action, start_with_signals_blocked
 
 __all__ = ("REPORT_BUDGET", "SIGNAL_GRACE", "Deadline", "ExitStatus", "end_process")
 
@@ -169,7 +170,7 @@ class Deadline:
         self._disarmed = False
         self._fired = False
         self._thread = threading.Thread(target=self._wait, name="aiosig deadline", daemon=True)
-        _start_with_signals_blocked(self._thread)
+        start_with_signals_blocked(self._thread)
 
     @property
     def when(self) -> float:
@@ -254,15 +255,6 @@ def _moment(when: float) -> float:
     return float(when)
 
 
-def _start_with_signals_blocked(thread: threading.Thread) -> None:
-    # A new thread inherits its creator's mask (Rule 3).
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 # ---- the report ------------------------------------------------------------------------------
 
 
@@ -336,26 +328,13 @@ def _write_fd(fd: int, text: str) -> None:
 # ---- ending the process ----------------------------------------------------------------------
 
 
-def _bind_signal() -> Callable[[int, int | None], object] | None:
-    # libc's signal(), not sigaction(): no struct whose layout differs between architectures.
-    c_signal = getattr(ctypes.CDLL(None, use_errno=True), "signal", None)
-    if c_signal is not None:
-        c_signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
-        c_signal.restype = ctypes.c_void_p
-    return c_signal
-
-
-_c_signal = _bind_signal()
-
-
 def end_process(status: ExitStatus) -> NoReturn:
     """End the process now, from any thread, with `status` (Rules 5 and 6).
 
     Nothing else runs: no ``finally`` block, no atexit handler, no buffer is flushed.
     """
     signum = status.signum
-    if signum is not None and os.getpid() != 1 and _c_signal is not None:
-        _c_signal(signum, signal.SIG_DFL.value)  # SIGKILL refuses (EINVAL): it is default
+    if signum is not None and os.getpid() != 1 and set_default_action(signum):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
         signal.pthread_kill(threading.get_ident(), signum)
         time.sleep(SIGNAL_GRACE)  # reached only if the kernel did not act on the signal

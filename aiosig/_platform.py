@@ -90,9 +90,11 @@ __all__ = (
     "no_descriptor_left",
     "parse_signalfd_siginfo",
     "read_signalfd",
+    "set_default_action",
     "signalfd",
     "signals_held",
     "sigqueue",
+    "start_with_signals_blocked",
     "thread_mask_audit",
     "threads_not_blocking",
 )
@@ -323,6 +325,46 @@ if _pthread_sigmask is not None and _sigfillset is not None:
     _sigfillset(ctypes.byref(_FULL_SET))  # libc leaves out its internal signals (32, 33)
 else:
     _pthread_sigmask = None
+
+
+def start_with_signals_blocked(thread: threading.Thread) -> None:
+    """Start `thread` with every signal blocked in it.
+
+    A new thread inherits its creator's mask. With every signal blocked, the kernel never
+    picks the thread for a process-directed signal (which would take it from a precise
+    receiver, or wake the wrong thread).
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _bind_c_signal() -> Callable[[int, int | None], object] | None:
+    # libc's signal(), not sigaction(): no struct whose layout differs between architectures.
+    c_signal = getattr(_libc, "signal", None)
+    if c_signal is not None:
+        c_signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        c_signal.restype = ctypes.c_void_p
+    return c_signal
+
+
+_c_signal = _bind_c_signal()
+
+
+def set_default_action(signum: int) -> bool:
+    """Set `signum`'s disposition to SIG_DFL at the C level, from any thread.
+
+    For a thread that must end the process by a signal while the main thread is stuck
+    (``signal.signal`` works in the main thread only). Python's own record of the handler is
+    left as it was: the process is about to die. Returns False where libc has no
+    ``signal`` (SIGKILL and SIGSTOP are refused by the kernel, and are the default anyway).
+    """
+    if _c_signal is None:
+        return False
+    _c_signal(signum, int(signal.SIG_DFL))
+    return True
 
 
 # struct signalfd_siginfo (include/uapi/linux/signalfd.h). Unpacked: u32 ssi_signo,

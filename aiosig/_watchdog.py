@@ -58,6 +58,7 @@ from types import FrameType
 
 from ._closing import AsyncClosing
 from ._hub import check_signal
+from ._platform import start_with_signals_blocked
 from ._precise import blocked_signals, open_consumer
 from ._siginfo import SigInfo
 from ._subscription import signal_name
@@ -131,7 +132,7 @@ class Watchdog(AsyncClosing):
             self._thread = threading.Thread(
                 target=self._watch, name=f"aiosig watchdog ({threshold:g} s)", daemon=True
             )
-            _start_with_signals_blocked(self._thread)
+            start_with_signals_blocked(self._thread)
             self._beat_handle = loop.call_later(threshold / 4, self._heartbeat)
         except BaseException:
             self.close()  # Rule 5: undo what was started
@@ -206,17 +207,6 @@ class Watchdog(AsyncClosing):
 
 def _always_room() -> int:
     return sys.maxsize  # a poke is a wakeup: the watchdog never holds the precise source back
-
-
-def _start_with_signals_blocked(thread: threading.Thread) -> None:
-    # A new thread inherits its creator's mask. With every signal blocked, the kernel never
-    # picks the watchdog thread for a process-directed signal (which would take it from a
-    # precise receiver, or wake the wrong thread).
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def watchdog(
