@@ -36,13 +36,14 @@ costs the report, never the exit. ``asyncio.all_tasks`` is not thread-safe: its 
 task registry can meet a concurrent change, which raises RuntimeError; it is tried twice.
 
 Rule 5 (then ``_exit``, never an exception): the main thread is stuck, so nothing may depend
-on it: no ``SystemExit``, no ``finally`` blocks, no atexit handlers (they would run code that
-may be stuck too). The status is the decided one (`ExitStatus`): an exit code goes through
-``os._exit``; death by a signal is had by setting the signal's C-level disposition to SIG_DFL
-(``signal.signal`` only works in the main thread, so libc's ``signal()`` is called, through
-``_platform.set_default_action``), unblocking it in this thread only and sending it to this thread: the kernel acts on
-it before ``pthread_kill`` returns, whatever the other threads block. If the process is still
-alive `SIGNAL_GRACE` seconds later, ``os._exit(128 + n)`` ends it.
+on it: no ``SystemExit``, no ``finally`` blocks, no atexit handlers (they would run code
+that may be stuck too). The status is the decided one (`ExitStatus`): an exit code goes
+through ``os._exit``; death by a signal is had by setting the signal's C-level disposition
+to SIG_DFL (``signal.signal`` only works in the main thread, so libc's ``signal()`` is
+called, through ``_platform.set_default_action``), unblocking it in this thread only and
+sending it to this thread: the kernel acts on it before ``pthread_kill`` returns, whatever
+the other threads block. If the process is still alive `SIGNAL_GRACE` seconds later,
+``os._exit(128 + n)`` ends it.
 
 Rule 6 (PID 1): the init process of a pid namespace (a container without an init) is immune
 to signals whose action is the default, even its own. As PID 1, death by signal n becomes
