@@ -208,8 +208,13 @@ def process_state() -> tuple[object, ...]:
         frozenset(s for s in VALID if hub.holds(s)),
         tuple(signal.getitimer(which) != (0.0, 0.0) for which in TIMERS),
         signal.sigpending(),
-        threading.active_count(),
     )
+
+
+def new_threads(before: set[int | None]) -> set[int | None]:
+    """Threads alive now that were not before (one that ended meanwhile is no concern: a
+    closed uvloop loop's executor threads, say, end on their own time)."""
+    return {t.ident for t in threading.enumerate()} - before
 
 
 def as_index(value: object) -> int | None:
@@ -253,6 +258,7 @@ def loop(loop_factory: LoopFactory) -> Iterator[asyncio.AbstractEventLoop]:
 def run(loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[Outcome]]) -> Outcome:
     """Run one attempt on `loop`, and check that it left the process as it found it."""
     before = process_state()
+    threads = {t.ident for t in threading.enumerate()}
 
     async def bounded() -> Outcome:
         async with asyncio.timeout(TIMEOUT):
@@ -260,6 +266,7 @@ def run(loop: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[Outcome]])
 
     got = loop.run_until_complete(bounded())
     assert process_state() == before, got
+    assert not new_threads(threads), got
     return got
 
 
