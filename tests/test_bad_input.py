@@ -58,10 +58,13 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
 )
 
+# Derandomized: the same examples every run, so CI's verdict changes only with a commit (as
+# the pinned linters'). To explore further, drop derandomize (and raise max_examples) locally.
 BOUNDED = settings(
     max_examples=120,
     deadline=None,
     database=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
