@@ -29,13 +29,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import inspect
-import sys
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Literal, TypeVar
 
 from ._hub import check_signal
-from ._precise import open_consumer
+from ._precise import always_room, open_consumer
 from ._siginfo import SigInfo
 
 __all__ = ("HandlerHandle", "Policy", "add_handler", "on", "start_recorded_handlers")
@@ -67,7 +66,7 @@ class HandlerHandle:
         self._loop = loop
         self._tasks: set[asyncio.Task[object]] = set()
         self._again: SigInfo | None = None  # serial: the run owed after the current one
-        self._consumer = open_consumer(signals, self._on_delivery, _no_limit, loop, chain=chain)
+        self._consumer = open_consumer(signals, self._on_delivery, always_room, loop, chain=chain)
 
     @property
     def removed(self) -> bool:
@@ -122,10 +121,6 @@ class HandlerHandle:
         self.remove()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
-
-
-def _no_limit() -> int:
-    return sys.maxsize  # a handler takes every delivery: it never holds the precise source back
 
 
 def _check_policy(policy: str) -> Policy:

@@ -91,7 +91,6 @@ import math
 import os
 import resource
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -99,7 +98,7 @@ from types import FrameType
 
 from ._hub import get_hub
 from ._loops import in_loop_thread
-from ._precise import Consumer, open_consumer
+from ._precise import Consumer, always_room, open_consumer
 from ._siginfo import SigInfo
 
 __all__ = ("US", "Entry", "Scheduler", "schedulers")
@@ -229,7 +228,7 @@ class Scheduler:
         self._subs[loop] = open_consumer(
             frozenset({self.signum}),
             lambda info: self._on_signal(loop, info),
-            _always_room,
+            always_room,
             loop,
             chain=False,
             in_handler=self._in_handler,
@@ -439,10 +438,6 @@ def _close_on(loop: asyncio.AbstractEventLoop, consumer: Consumer) -> None:
         loop.call_soon_threadsafe(consumer.close)  # the source's reader is the loop's own
     except RuntimeError:  # closed meanwhile
         consumer.close()
-
-
-def _always_room() -> int:
-    return sys.maxsize  # every delivery is a wakeup: the scheduler never holds the source back
 
 
 def _current(item: tuple[float, int, Entry]) -> bool:

@@ -58,6 +58,7 @@ import contextlib
 import functools
 import os
 import signal
+import sys
 import weakref
 from collections.abc import Callable, Iterable
 
@@ -67,12 +68,25 @@ from ._loops import LoopWatch, start_sentinel
 from ._siginfo import SigInfo
 from ._subscription import FrameHook
 
-__all__ = ("Consumer", "PreciseSource", "blocked_signals", "open_consumer", "precise_source")
+__all__ = (
+    "Consumer",
+    "PreciseSource",
+    "always_room",
+    "blocked_signals",
+    "open_consumer",
+    "precise_source",
+)
 
 _READ_BATCH = 256
 
 Offer = Callable[[SigInfo], object]
 Room = Callable[[], int]
+
+
+def always_room() -> int:
+    """The `room` of a consumer that takes every delivery at once (a handler, a timer
+    scheduler, the watchdog): it never holds the precise source back."""
+    return sys.maxsize
 
 
 def blocked_signals() -> frozenset[int]:

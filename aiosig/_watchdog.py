@@ -48,7 +48,6 @@ import asyncio
 import logging
 import math
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -59,7 +58,7 @@ from types import FrameType
 from ._closing import AsyncClosing
 from ._hub import check_signal
 from ._platform import start_with_signals_blocked
-from ._precise import blocked_signals, open_consumer
+from ._precise import always_room, blocked_signals, open_consumer
 from ._siginfo import SigInfo
 from ._subscription import signal_name
 
@@ -126,7 +125,7 @@ class Watchdog(AsyncClosing):
         self._thread: threading.Thread | None = None
         self.signum = signum  # checked by `watchdog`
         self._consumer = open_consumer(
-            frozenset({signum}), self._deliver, _always_room, loop, in_handler=self._in_handler
+            frozenset({signum}), self._deliver, always_room, loop, in_handler=self._in_handler
         )
         try:
             self._thread = threading.Thread(
@@ -203,10 +202,6 @@ class Watchdog(AsyncClosing):
     def __repr__(self) -> str:
         state = " closed" if self._stop.is_set() else ""
         return f"<Watchdog threshold={self.threshold:g}s{state}>"
-
-
-def _always_room() -> int:
-    return sys.maxsize  # a poke is a wakeup: the watchdog never holds the precise source back
 
 
 def watchdog(
