@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {"_subscription", "_loops", "_dispositions", "_wakeup", "_reader", "_hub"},
     {"_precise", "_closing"},
     {
+        "_logfiles",
         "_receiver",
         "_handlers",
         "_waits",
