@@ -41,11 +41,11 @@ steps; deliveries arriving meanwhile run right after.
 
 from __future__ import annotations
 
-import importlib
 import signal
 from collections.abc import Callable
 from types import FrameType
 
+from ._platform import C_SIGNAL
 from ._subscription import Handler, signal_name
 
 __all__ = ("DEFAULT_TERMINATES", "Dispositions", "Trampoline", "unwrap")
@@ -60,12 +60,9 @@ _STOP_BY_DEFAULT = frozenset(
 # Signals whose default action ends the process: a delivery nobody can take must not vanish.
 DEFAULT_TERMINATES = frozenset(range(1, _NSIG)) - _IGNORED_BY_DEFAULT - _STOP_BY_DEFAULT
 
-# The C function behind signal.getsignal: the stdlib's wrapper converts to an enum, which
-# costs 50x more (2.5 us), and the reader checks every held signal on every wakeup. It
-# returns SIG_DFL and SIG_IGN as the ints 0 and 1, which signal.signal takes back as they are.
-_getsignal: Callable[[int], object] = getattr(
-    importlib.import_module("_signal"), "getsignal", signal.getsignal
-)
+# The C function behind signal.getsignal (the reader checks every held signal on every
+# wakeup). It returns SIG_DFL and SIG_IGN as the ints 0 and 1, which signal.signal takes back.
+_getsignal: Callable[[int], object] = C_SIGNAL.getsignal
 
 OnSignal = Callable[["Trampoline", int, FrameType | None], None]
 Fresh = Callable[[int, Handler], Handler]

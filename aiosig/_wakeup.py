@@ -51,7 +51,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import importlib
 import os
 import signal
 import socket
@@ -60,7 +59,7 @@ import sys
 import termios
 from collections.abc import Callable
 
-from ._platform import no_descriptor_left
+from ._platform import C_SIGNAL, no_descriptor_left
 
 __all__ = ("Chain", "Chains", "SelfPipe")
 
@@ -75,10 +74,9 @@ _SEND_FLAGS = _NOSIGNAL | socket.MSG_DONTWAIT
 _SIGPIPE = signal.SIGPIPE
 _SIGPIPE_ONLY = (_SIGPIPE,)
 # The C functions behind signal's Python wrappers, which turn every result into enums.
-_c_signal = importlib.import_module("_signal")
-_sigmask: Callable[[int, tuple[int, ...] | set[int]], set[int]] = _c_signal.pthread_sigmask
-_sigpending: Callable[[], set[int]] = _c_signal.sigpending
-_sigwait: Callable[[tuple[int, ...]], int] = _c_signal.sigwait
+_sigmask: Callable[[int, tuple[int, ...] | set[int]], set[int]] = C_SIGNAL.pthread_sigmask
+_sigpending: Callable[[], set[int]] = C_SIGNAL.sigpending
+_sigwait: Callable[[tuple[int, ...]], int] = C_SIGNAL.sigwait
 
 
 def _fstat(fd: int) -> os.stat_result | None:
