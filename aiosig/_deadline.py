@@ -64,7 +64,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import NoReturn, TextIO
@@ -149,6 +149,9 @@ class Deadline:
         loop: The loop whose tasks the report lists, by name with their stacks; None lists
             threads only.
         file: Where the report goes; None writes to file descriptor 2 directly (Rule 4).
+        before_end: Called first when the deadline fires, from the deadline thread: for what
+            must happen even with the main thread stuck (killing child processes). It must
+            be quick; an exception is reported with the stacks and does not stop the end.
 
     Raises:
         TypeError: `when` is not a number.
@@ -162,8 +165,10 @@ class Deadline:
         *,
         loop: asyncio.AbstractEventLoop | None = None,
         file: TextIO | None = None,
+        before_end: Callable[[], object] | None = None,
     ) -> None:
         self._when = _moment(when)
+        self._before_end = before_end
         self.status = status
         self._loop = loop
         self._file = file
@@ -221,17 +226,27 @@ class Deadline:
                 return
             self._fired = True
             late = time.monotonic() - self._when
+        trouble = self._run_before_end()
         reporter = threading.Thread(
-            target=self._report, args=(late,), name="aiosig deadline report", daemon=True
+            target=self._report, args=(late, trouble), name="aiosig deadline report", daemon=True
         )
         reporter.start()  # inherits this thread's mask: every signal blocked
         reporter.join(REPORT_BUDGET)
         end_process(self.status)
 
-    def _report(self, late: float) -> None:
+    def _run_before_end(self) -> str:
+        if self._before_end is None:
+            return ""
+        try:
+            self._before_end()
+        except Exception:
+            return "aiosig: at the deadline, this failed:\n" + traceback.format_exc()
+        return ""
+
+    def _report(self, late: float, trouble: str = "") -> None:
         skip = {threading.get_ident(), self._thread.ident}
         head = (
-            f"aiosig: deadline passed {late:.3f} s ago; the process ends now "
+            f"{trouble}aiosig: deadline passed {late:.3f} s ago; the process ends now "
             f"({self.status.describe()}). Still running:\n"
         )
         text = head + "".join(_thread_stacks(skip)) + "".join(_task_stacks(self._loop))
