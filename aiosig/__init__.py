@@ -25,10 +25,12 @@ from signal import (
 )
 
 from ._handlers import HandlerHandle, Policy, add_handler, on
+from ._hooks import on_shutdown
 from ._hub import Reservation, reserve
 from ._platform import ThreadMask, sigqueue, thread_mask_audit, threads_not_blocking
 from ._receiver import SignalReceiver, open_signal_receiver
-from ._run import run
+from ._run import notify_ready, run
+from ._shutdown import Shutdown, ShutdownReason, current_shutdown, request_shutdown, shield
 from ._siginfo import SigInfo
 from ._spawn import Blocked, block, create_subprocess_exec, create_subprocess_shell, popen
 from ._timers import IntervalTimer, Tick, alarm, setitimer
@@ -58,6 +60,8 @@ __all__ = (
     "IntervalTimer",
     "Policy",
     "Reservation",
+    "Shutdown",
+    "ShutdownReason",
     "SigInfo",
     "SignalReceiver",
     "Signals",
@@ -69,12 +73,17 @@ __all__ = (
     "block",
     "create_subprocess_exec",
     "create_subprocess_shell",
+    "current_shutdown",
+    "notify_ready",
     "on",
+    "on_shutdown",
     "open_signal_receiver",
     "popen",
+    "request_shutdown",
     "reserve",
     "run",
     "setitimer",
+    "shield",
     "sigqueue",
     "sigtimedwait",
     "sigwait",

@@ -1,65 +1,550 @@
-"""``aiosig.run``: ``asyncio.run`` that starts the handlers ``@aiosig.on`` recorded.
+"""``aiosig.run``: run an asyncio service and shut it down right.
 
-Graceful shutdown (deadlines, escalation, exit status) will build on this entry point; for
-now it is ``asyncio.Runner`` plus the module-level handlers, removed again when `main` ends.
-Every run starts every recorded handler; if one fails to start, those already started are
-removed, `main` is closed unrun, and the error propagates.
+Theory of operation
+-------------------
+Rule 1 (the order of a shutdown). A stop signal (SIGTERM, SIGINT), `request_shutdown`, or
+``main`` ending *requests* the shutdown: the `Shutdown` event is set, STOPPING=1 goes to
+systemd, registered child processes get the stop signal, the budget starts. Then, in order:
+the drain (``drain`` seconds during which ``main`` still runs, so readiness probes fail and
+the load balancer stops sending), ``main`` is cancelled, then every other task (the
+``@aiosig.on`` handlers, reload runs, the application's tasks; `shield`-ed work is waited
+for), then the shutdown hooks (last-registered-first, `_hooks`), then the children are waited
+for (SIGKILL for those left at the end). Each wait is bounded by the budget, keeping back what
+the steps after it need.
+
+Rule 2 (escalation counts stop signals, not steps). The first starts the shutdown (or, if it
+already runs because ``main`` ended or code asked, only says so); the second starts the fast
+path: ``fast_grace`` seconds at most, ``main`` and the tasks cancelled at once, only critical
+hooks; the third ends the process at once. The first and third are also counted inside the
+signal handler (`Shutdown.strike_in_handler`), so that a wedged loop still gets its deadline
+and its third-signal exit.
+
+Rule 3 (SIGINT is a stop signal with Ctrl-C's feel): the first press says on stderr (the
+``aiosig`` logger at WARNING, which Python's last-resort handler prints) what happens and
+what the next press does. ``asyncio.Runner``'s own SIGINT handler is not chained to while
+the run owns SIGINT, so no KeyboardInterrupt lands in the middle of a shutdown.
+
+Rule 4 (the outcome, decided once): see `_ending` and `_shutdown`. After a signal the run
+raises ``SystemExit(128 + n)`` (or 0 with ``exit_status="zero"``) once the loop is closed,
+and the deadline keeps guarding until the process is gone. Otherwise the deadline is
+disarmed, and ``main``'s outcome is returned or raised as ``asyncio.run`` would (None if a
+requested shutdown cancelled it). ``main`` runs in a task of its own so that it can be
+cancelled apart from the run; a ``SystemExit`` or ``KeyboardInterrupt`` it raises would stop
+the loop at once (asyncio re-raises them through ``run_forever``), skipping the hooks, so
+they are carried out of the task as a value and raised at the end.
+
+Rule 5 (reload and log reopening are opt-in). SIGHUP and SIGUSR1 keep their default action
+(the process dies) unless ``reload=`` or ``reopen_logs=True`` asks for them: reload is one
+argument away, never a surprise. A reload runs under the "serial" policy: one at a time, a
+burst coalescing into at most one more run; a failure is logged and the service goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Generic, TypeVar
 
-from ._handlers import HandlerHandle, start_recorded_handlers
-from ._hub import get_hub
+from . import _ending
+from ._deadline import ExitStatus
+from ._ending import EXIT_STATUS_MODES, ExitStatusMode
+from ._handlers import HandlerHandle, add_handler, start_recorded_handlers
+from ._hooks import recorded_hooks, run_hooks
+from ._hub import check_signal, get_hub
+from ._logfiles import reopen_log_files
+from ._precise import Consumer, always_room, open_consumer
+from ._sdnotify import NotifySocket, notify
+from ._shutdown import Shutdown, ShutdownReason, activate, active
+from ._siginfo import SigInfo
 
-__all__ = ("run",)
+__all__ = ("notify_ready", "run")
 
 T = TypeVar("T")
+logger = logging.getLogger("aiosig")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+EXIT_SLACK = 5.0  # seconds added to EXTEND_TIMEOUT_USEC for the interpreter's own exit
 
 
-async def _with_recorded_handlers(main: Coroutine[Any, Any, T]) -> T:
-    # uvloop takes the wakeup fd at the start of every run: take it back before anything
-    # else, so that a burst arriving before the first delivery is counted (see _hub, Rule 3).
-    get_hub().take_back()
-    handles: list[HandlerHandle] = []
+class _Carried(Exception):
+    """A SystemExit or KeyboardInterrupt from ``main``, carried out of its task (Rule 4)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(exc)
+        self.exc = exc
+
+
+async def _carrying(main: Coroutine[Any, Any, T]) -> T:
     try:
-        for handle in start_recorded_handlers():
-            handles.append(handle)
         return await main
-    finally:
-        if inspect.getcoroutinestate(main) == inspect.CORO_CREATED:
-            main.close()  # never started: no "coroutine was never awaited" warning
-        for handle in handles:
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Carried(exc) from None
+
+
+class _Service(Generic[T]):
+    """One ``aiosig.run``: its options, its shutdown, and the steps of Rule 1."""
+
+    def __init__(
+        self,
+        *,
+        grace: float,
+        drain: float,
+        fast_grace: float,
+        reload: Callable[[], object] | None,
+        reopen_logs: bool,
+        exit_status: ExitStatusMode,
+        stop_signals: frozenset[int],
+    ) -> None:
+        self.stop_signals = stop_signals
+        self.grace = grace
+        self.drain = drain
+        self.fast_grace = fast_grace
+        self.reload = reload
+        self.reopen_logs = reopen_logs
+        self.exit_status = exit_status
+        self.shutdown: Shutdown | None = None
+        self.main_task: asyncio.Task[T] | None = None
+        self.notifier = NotifySocket(None)
+        self._strikes = 0
+        self._handles: list[HandlerHandle] = []
+        self._stop: Consumer | None = None
+        self._internal: set[asyncio.Future[Any]] = set()
+
+    # ---- the run ----------------------------------------------------------------------------
+
+    async def supervise(self, main: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        loop = asyncio.get_running_loop()
+        # uvloop takes the wakeup fd at the start of every run: take it back before anything
+        # else, so that a burst arriving before the first delivery is counted (_hub, Rule 3).
+        get_hub().take_back()
+        shutdown = self.shutdown = Shutdown(
+            loop, grace=self.grace, fast_grace=self.fast_grace, mode=self.exit_status
+        )
+        shutdown.on_request = self._requested_by_code
+        activate(shutdown)
+        try:
+            self.notifier = NotifySocket.claim()
+            shutdown.notifier = self.notifier
+            self._start(loop)
+            self.main_task = loop.create_task(_carrying(main), name="main")
+            await self._serve(self.main_task)
+            return self.main_task
+        finally:
+            if inspect.getcoroutinestate(main) == inspect.CORO_CREATED:
+                main.close()  # never started: no "coroutine was never awaited" warning
+            self._close()
+            activate(None)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        for handle in start_recorded_handlers():
+            self._handles.append(handle)
+        if self.stop_signals:
+            self._stop = open_consumer(
+                self.stop_signals,
+                self._on_stop_signal,
+                always_room,
+                loop,
+                chain=False,
+                in_handler=self._in_handler,
+            )
+        if self.reload is not None:
+            self._handles.append(add_handler(signal.SIGHUP, self._reload, policy="serial"))
+        if self.reopen_logs:
+            self._handles.append(add_handler(signal.SIGUSR1, self._reopen_logs))
+        interval = self.notifier.watchdog_interval
+        if interval is not None:
+            self._internal.add(loop.create_task(self._pet(interval / 2), name="aiosig watchdog"))
+
+    def _close(self) -> None:
+        if self._stop is not None:
+            self._stop.close()
+        for handle in self._handles:
             handle.remove()
-        for handle in handles:
-            await handle.aclose()  # the runs that remove() cancelled have finished
+        for task in self._internal:
+            task.cancel()
+
+    async def _serve(self, main_task: asyncio.Task[T]) -> None:
+        shutdown = self.shutdown
+        assert shutdown is not None
+        await shutdown.requested_or(main_task)
+        if not shutdown.requested:
+            reason, status = _main_ended(main_task)
+            self._begin(reason, status, "graceful")
+        await self._end(main_task)
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def _begin(self, reason: ShutdownReason, status: ExitStatus, step: str) -> bool:
+        shutdown = self.shutdown
+        assert shutdown is not None
+        if not shutdown.begin(reason, status, "draining" if step == "draining" else "graceful"):
+            return False
+        what = f"draining for {self.drain:g} s, then " if step == "draining" else ""
+        next_step = (
+            f"; the next {self._next} shortens that to "
+            f"{min(self.fast_grace, self.grace):g} s, a third ends the process at once"
+        )
+        log = logger.warning if reason.signal == signal.SIGINT else logger.info
+        log(
+            "%s: shutting down (%sstopping gracefully within %.3g s)%s",
+            reason,
+            what,
+            shutdown.remaining(),
+            next_step,
+        )
+        self.notifier.stopping(f"stopping: {reason}")
+        self.notifier.extend_timeout(shutdown.remaining() + EXIT_SLACK)
+        return True
+
+    def _requested_by_code(self, reason: ShutdownReason) -> None:
+        step = "draining" if self.drain > 0 else "graceful"
+        if not self._begin(reason, ExitStatus(code=0), step):
+            logger.info("%s: the shutdown is already under way", reason)
+
+    def _in_handler(self, signum: int, frame: object) -> None:
+        # Inside the trampoline, main thread (Rule 2): count, arm, or end. Nothing else.
+        assert self.shutdown is not None
+        self.shutdown.strike_in_handler(signum)
+
+    def _on_stop_signal(self, info: SigInfo) -> None:
+        shutdown = self.shutdown
+        assert shutdown is not None
+        self._strikes += 1
+        reason = ShutdownReason.from_signal(info)
+        if self._strikes >= 3:
+            shutdown.end_now(info.si_signo)
+        elif self._strikes == 2:
+            self._go_fast(reason)
+        else:
+            status = shutdown.status_for_signal(info.si_signo)
+            if not self._begin(reason, status, "draining" if self.drain > 0 else "graceful"):
+                logger.warning(
+                    "%s: the shutdown is already under way (%s); the next %s starts the fast path",
+                    reason,
+                    shutdown.reason,
+                    self._next,
+                )
+
+    def _go_fast(self, reason: ShutdownReason) -> None:
+        shutdown = self.shutdown
+        assert shutdown is not None
+        left = shutdown.go_fast()
+        logger.warning(
+            "%s: fast shutdown: everything is cancelled now and only critical hooks run, "
+            "%.3g s left; the next %s ends the process at once",
+            reason,
+            left,
+            self._next,
+        )
+        self.notifier.status(f"stopping fast: {reason}")
+        self.notifier.extend_timeout(left + EXIT_SLACK)
+        if self.main_task is not None:
+            self.main_task.cancel(f"aiosig: fast shutdown ({reason})")
+
+    @property
+    def _next(self) -> str:
+        names = sorted(signal.Signals(s).name for s in self.stop_signals)
+        return " or ".join(names) if names else "stop signal"
+
+    # ---- the steps (Rule 1) -----------------------------------------------------------------
+
+    def _tasks_until(self) -> float:
+        """When waiting for cancelled tasks ends: the deadline, less what the hooks need."""
+        shutdown = self.shutdown
+        assert shutdown is not None
+        hooks = recorded_hooks() + shutdown.hooks
+        if shutdown.fast:
+            hooks = [hook for hook in hooks if hook.critical]
+        reserve = min(sum(hook.timeout for hook in hooks), shutdown.remaining() / 2)
+        return shutdown.deadline - reserve
+
+    async def _cancelled(self, tasks: set[asyncio.Future[Any]], why: str) -> bool:
+        """Cancel `tasks` and wait for them (again at once if the fast path begins)."""
+        shutdown = self.shutdown
+        assert shutdown is not None
+        for task in tasks:
+            task.cancel(why)
+        fast = shutdown.fast
+        until = self._tasks_until()
+        shutdown.keep_for_hooks(until)
+        while not await shutdown.until(tasks, until):
+            if shutdown.fast == fast:
+                return False  # time is up
+            fast = True  # the fast path began: a shorter budget, and hurry those still running
+            until = self._tasks_until()
+            shutdown.keep_for_hooks(until)
+            for task in tasks:
+                if not task.done():
+                    task.cancel(why)
+        return True
+
+    async def _end(self, main_task: asyncio.Task[T]) -> None:
+        shutdown = self.shutdown
+        assert shutdown is not None and shutdown.reason is not None
+        why = f"aiosig: shutdown ({shutdown.reason})"
+        if shutdown.step == "draining" and not shutdown.fast:
+            self.notifier.status(f"draining: {shutdown.reason}")
+            started = shutdown.requested_at
+            assert started is not None
+            await shutdown.until({main_task}, started + self.drain)
+        shutdown.enter("graceful")
+        if not main_task.done():
+            logger.info("cancelling main")
+            self.notifier.status(f"stopping: cancelling main ({shutdown.reason})")
+            await self._cancelled({main_task}, why)
+        for handle in self._handles:
+            handle.remove()  # their runs are among the tasks cancelled next
+        loop = asyncio.get_running_loop()
+        others = _other_tasks(loop) - self._internal - shutdown.shielded - {main_task}
+        if others:
+            logger.info("cancelling %d tasks: %s", len(others), _names(others))
+        finished = await self._cancelled(others | shutdown.shielded, why)
+        if not finished or not main_task.done():
+            stuck = {t for t in others | {main_task} | shutdown.shielded if not t.done()}
+            logger.warning(
+                "still running after cancellation: %s; the deadline ends the process in "
+                "%.3g s if they do not finish",
+                _names(stuck),
+                shutdown.remaining(),
+            )
+        self.notifier.status(f"stopping: running shutdown hooks ({shutdown.reason})")
+        await run_hooks(recorded_hooks() + shutdown.hooks, shutdown, reserve=0.0)
+        logger.info(
+            "shutdown finished in %.3f s (%s)",
+            time.monotonic() - (shutdown.requested_at or time.monotonic()),
+            shutdown.status.describe() if shutdown.status is not None else "exit code 0",
+        )
+
+    # ---- reload, logs, watchdog -------------------------------------------------------------
+
+    async def _reload(self, info: SigInfo) -> None:
+        assert self.reload is not None
+        reason = ShutdownReason.from_signal(info)
+        logger.info("%s: reloading", reason)
+        self.notifier.reloading(f"reloading ({reason})")
+        status = "reloaded"
+        try:
+            result = self.reload()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            status = "reload failed; running on"
+            logger.exception("%s: reload failed; the service goes on as it was", reason)
+        finally:
+            self.notifier.ready(status)
+
+    def _reopen_logs(self, info: SigInfo) -> None:
+        reopened = reopen_log_files()
+        logger.info(
+            "%s: reopened %d log files: %s",
+            ShutdownReason.from_signal(info),
+            len(reopened),
+            ", ".join(reopened) or "none",
+        )
+
+    async def _pet(self, every: float) -> None:
+        # From the loop, on purpose: a wedged loop stops petting, and systemd restarts it.
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(every)
+
+    # ---- the outcome (Rule 4) ---------------------------------------------------------------
+
+    def outcome(self) -> T:
+        shutdown = self.shutdown
+        main_task = self.main_task
+        assert shutdown is not None and main_task is not None
+        if shutdown.signalled is not None:
+            status = shutdown.status
+            assert status is not None
+            _ending.decide(status)
+            raise SystemExit(status.shell_status)
+        shutdown.stand_down()
+        if main_task.cancelled():
+            return None  # type: ignore[return-value]  # a requested shutdown cancelled it
+        exc = main_task.exception()
+        if isinstance(exc, _Carried):
+            raise exc.exc
+        if exc is not None:
+            raise exc
+        return main_task.result()
+
+
+def _main_ended(main_task: asyncio.Task[Any]) -> tuple[ShutdownReason, ExitStatus]:
+    if main_task.cancelled():
+        return ShutdownReason.from_code("main was cancelled"), ExitStatus(code=1)
+    exc = main_task.exception()
+    if isinstance(exc, _Carried):
+        exc = exc.exc
+        if isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            status = ExitStatus(code=code & 0xFF)
+            return ShutdownReason.from_code(f"main called sys.exit({exc.code!r})"), status
+    if exc is not None:
+        return ShutdownReason.from_code(f"main raised {exc!r}"), ExitStatus(code=1)
+    return ShutdownReason.from_code("main returned"), ExitStatus(code=0)
+
+
+def _other_tasks(loop: asyncio.AbstractEventLoop) -> set[asyncio.Future[Any]]:
+    current = asyncio.current_task(loop)
+    return {task for task in asyncio.all_tasks(loop) if task is not current}
+
+
+def _names(tasks: set[asyncio.Future[Any]]) -> str:
+    return ", ".join(sorted(repr(t.get_name()) for t in tasks if isinstance(t, asyncio.Task)))
+
+
+# ---- the public entry points ----------------------------------------------------------------
+
+
+def _seconds(name: str, value: object, *, zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+        least = "0 or more" if zero else "more than 0"
+        raise ValueError(f"{name} must be a finite number of seconds, {least}, not {value!r}")
+    return float(value)
 
 
 def run(
     main: Coroutine[Any, Any, T],
     *,
+    grace: float = 25.0,
+    drain: float = 0.0,
+    fast_grace: float = 3.0,
+    reload: Callable[[], object] | Callable[[], Awaitable[object]] | None = None,
+    reopen_logs: bool = False,
+    exit_status: ExitStatusMode = "signal",
+    stop_signals: Iterable[int] = STOP_SIGNALS,
     debug: bool | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> T:
-    """Run `main` like ``asyncio.run``, with the handlers ``@aiosig.on`` recorded at import.
+    """Run `main` like ``asyncio.run``, and shut it down gracefully on SIGTERM or SIGINT.
+
+    The first stop signal (or `request_shutdown`, or `main` ending) starts the shutdown: the
+    `Shutdown` event is set at once, then after `drain` seconds `main` is cancelled, then the
+    other tasks, then the ``@on_shutdown`` hooks run last-first, then registered child
+    processes are waited for; all within `grace` seconds, enforced from a thread. The second
+    stop signal hurries (`fast_grace`, critical hooks only); the third ends the process.
+    See the "Graceful shutdown" guide for every step and what it logs.
 
     Args:
         main: The coroutine to run.
+        grace: Seconds from the shutdown request to the end of the process, at most.
+        drain: Seconds between the request and the cancellation of `main` (readiness drain).
+        fast_grace: Seconds the fast path (second stop signal) leaves, at most.
+        reload: Called (or awaited) on SIGHUP, one run at a time; None leaves SIGHUP alone.
+        reopen_logs: Reopen ``logging.FileHandler`` files on SIGUSR1 (after logrotate).
+        exit_status: After a stop signal: "signal" dies of it (128 + n as PID 1), "code"
+            exits 128 + n, "zero" exits 0.
+        stop_signals: The signals that stop the service (and escalate when repeated).
         debug: As for ``asyncio.run``.
         loop_factory: Makes the loop, as ``asyncio.Runner`` takes it (``uvloop.new_event_loop``).
 
     Returns:
-        What `main` returns.
+        What `main` returns (None if a requested shutdown cancelled it).
 
     Raises:
-        RuntimeError: A recorded handler could not start (the hub refused its signal); the
-            handlers started before it are removed again and `main` does not run.
+        SystemExit: After a shutdown started by a stop signal (128 + n, or 0), once every
+            task ended and the loop closed; the process then dies of the signal after the
+            atexit handlers.
+        RuntimeError: Not the main thread, another ``aiosig.run`` is running, or a recorded
+            handler could not start.
+        Whatever `main` raises.
     """
     if not asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
-    with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
-        return runner.run(_with_recorded_handlers(main))
+    try:
+        service: _Service[T] = _Service(
+            grace=_seconds("grace", grace, zero=False),
+            drain=_seconds("drain", drain, zero=True),
+            fast_grace=_seconds("fast_grace", fast_grace, zero=False),
+            reload=_callable_or_none("reload", reload),
+            reopen_logs=_flag("reopen_logs", reopen_logs),
+            exit_status=_mode(exit_status),
+            stop_signals=_stop_signals(stop_signals, reload, reopen_logs),
+        )
+        if service.drain >= service.grace:
+            raise ValueError(
+                f"drain ({drain!r} s) must be shorter than grace ({grace!r} s): the drain is "
+                "spent inside the grace budget."
+            )
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                "aiosig.run() must be called from the main thread: it owns the process's "
+                "stop signals and exit status."
+            )
+        if active() is not None:
+            raise RuntimeError("aiosig.run() is already running: run one at a time.")
+    except BaseException:
+        main.close()
+        raise
+    _ending.forget()
+    try:
+        with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+            runner.run(service.supervise(main))
+    except BaseException:
+        if service.shutdown is not None and service.shutdown.signalled is None:
+            service.shutdown.stand_down()
+        raise
+    return service.outcome()
+
+
+def _stop_signals(signals: object, reload: object, reopen_logs: object) -> frozenset[int]:
+    if isinstance(signals, int) or not isinstance(signals, Iterable):
+        raise TypeError(f"stop_signals must be an iterable of signals, not {signals!r}")
+    found = frozenset(check_signal(s) for s in signals)
+    for signum, taken, by in (
+        (signal.SIGHUP, reload is not None, "reload"),
+        (signal.SIGUSR1, reopen_logs is True, "reopen_logs"),
+    ):
+        if signum in found and taken:
+            raise ValueError(
+                f"{signal.Signals(signum).name} cannot both stop the service and serve {by}: "
+                "take it out of stop_signals or out of that option."
+            )
+    return found
+
+
+def _callable_or_none(name: str, value: object) -> Callable[[], object] | None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, not {type(value).__name__}")
+    return value
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def _mode(value: object) -> ExitStatusMode:
+    if value not in EXIT_STATUS_MODES:
+        choices = ", ".join(map(repr, EXIT_STATUS_MODES))
+        raise ValueError(f"exit_status must be one of {choices}, not {value!r}")
+    return value
+
+
+def notify_ready(status: str | None = None) -> bool:
+    """Tell systemd the service is ready (READY=1); call it when it really is.
+
+    aiosig never guesses readiness. Under ``aiosig.run`` this uses the notification socket
+    the run claimed; elsewhere ``$NOTIFY_SOCKET``. Without one it does nothing.
+
+    Args:
+        status: A line for ``systemctl status`` (STATUS=), or None.
+
+    Returns:
+        True if the message was sent.
+    """
+    shutdown = active()
+    assignments = ("READY=1",) + (() if status is None else (f"STATUS={status}",))
+    if shutdown is not None and shutdown.notifier is not None:
+        return shutdown.notifier.send(*assignments)
+    return notify(*assignments)

@@ -67,6 +67,7 @@ def run_child(
     timeout: float = DEFAULT_TIMEOUT,
     env: dict[str, str] | None = None,
     inherit_mask: bool = False,
+    prefix: tuple[str, ...] = (),
 ) -> Child:
     """Start ``sys.executable -c code *args`` and wait until it prints a line ``READY``.
 
@@ -77,6 +78,7 @@ def run_child(
         timeout: Seconds to wait for READY.
         env: The child's environment (default: ours); the checkout root is put on PYTHONPATH.
         inherit_mask: Keep the caller's blocked signals in the child (default: unblock all).
+        prefix: A command that runs the interpreter (``("unshare", "--pid", ...)``).
 
     Returns:
         The running child, a `subprocess.Popen` in text mode with stdout and stderr piped.
@@ -86,7 +88,7 @@ def run_child(
             killed then); the message carries its output.
     """
     child = Child(
-        [sys.executable, "-c", code, *args],
+        [*prefix, sys.executable, "-c", code, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

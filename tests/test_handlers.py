@@ -272,7 +272,8 @@ CTRL_C_HANDLER = textwrap.dedent(
         return "main finished " + " ".join(got)
 
     factory = None if flavour == "asyncio" else __import__("uvloop").new_event_loop
-    print(aiosig.run(main(), loop_factory=factory))
+    # Under aiosig.run SIGINT stops the service unless it is taken out of stop_signals.
+    print(aiosig.run(main(), loop_factory=factory, stop_signals={signal.SIGTERM}))
     """
 )
 

@@ -2,7 +2,8 @@
 
 Bottom to top: platform bindings and value types; the hub (which knows nothing about
 coroutines or the layers above); the precise source, which subscribes through the hub; the
-async layer; the drop-in; the public namespace. A new private module must be placed here.
+async layer; the service layer (aiosig.run's shutdown); the drop-in; the public namespace.
+A new private module must be placed here.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ LAYERS: list[set[str]] = [
         "_timers",
         "_watchdog",
         "_spawn",
-        "_run",
         "_deadline",
+        "_ending",
     },
+    {"_shutdown", "_hooks", "_run"},
     {"_dropin", "core"},
     {"__init__"},
 ]
