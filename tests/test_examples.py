@@ -2,26 +2,83 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests._util import ROOT
+from tests._util import ROOT, finish, run_child
 
+# name: (arguments, expected exit status, lines expected on stdout)
 EXAMPLES = {
-    "hello_signals.py": ["received SIGUSR1 from pid", "received SIGHUP, plain delivery", "done"],
-    "reload_and_stop.py": ["generation 1", "generation 2", "SIGTERM received: stopping"],
+    "hello_signals.py": (
+        [],
+        0,
+        ["received SIGUSR1 from pid", "received SIGHUP, plain delivery", "done"],
+    ),
+    "reload_config.py": (
+        ["--demo"],
+        -signal.SIGTERM,
+        ["generation 1: {'greeting': 'hi'}", "generation 3: {'greeting': 'bonjour'}", "stopping"],
+    ),
 }
 
 
 @pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_example_runs(name: str, flavour: str) -> None:
-    args = [sys.executable, str(ROOT / "examples" / name)]
+    extra, status, expected = EXAMPLES[name]
+    args = [sys.executable, str(ROOT / "examples" / name), *extra]
     if flavour == "uvloop":
         args.append("--uvloop")
     done = subprocess.run(args, capture_output=True, text=True, timeout=30, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    for expected in EXAMPLES[name]:
-        assert expected in done.stdout, done.stdout
+    assert done.returncode == status, done.stderr
+    for line in expected:
+        assert line in done.stdout, done.stdout
+
+
+# Runs the example as its own __main__, and prints READY once it listens.
+TCP_SERVER = """
+import runpy, sys, builtins
+path = sys.argv[1]
+sys.argv = [path, *sys.argv[2:]]
+real_print = builtins.print
+def print(*args, **kwargs):
+    real_print(*args, **kwargs)
+    if args and str(args[0]).startswith("listening on"):
+        real_print("READY", flush=True)
+builtins.print = print
+runpy.run_path(path, run_name="__main__")
+"""
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_tcp_server_drains_its_connections_on_sigterm(flavour: str) -> None:
+    extra = ["--uvloop"] if flavour == "uvloop" else []
+    child = run_child(TCP_SERVER, str(ROOT / "examples" / "tcp_server.py"), *extra)
+    port = int(child.before_ready.split(":")[-1])
+    busy, idle = _connect(port), _connect(port)
+    busy_lines, idle_lines = busy.makefile("rb"), idle.makefile("rb")
+    idle.sendall(b"hello\n")
+    assert idle_lines.readline() == b"hello\n"
+    busy.sendall(b"work 1.0\n")
+    time.sleep(0.2)  # the request is in flight
+    child.send_signal(signal.SIGTERM)
+    assert idle_lines.readline() == b"bye\n"  # an idle connection is told at once
+    time.sleep(0.2)
+    with pytest.raises(ConnectionRefusedError):
+        _connect(port)  # no longer accepting
+    assert busy_lines.readline() == b"done\n"  # the request in flight completed
+    assert busy_lines.readline() == b"bye\n"
+    returncode, out, err = finish(child)
+    assert returncode == -signal.SIGTERM, err
+    assert "draining 2 connection(s)" in out and "all connections closed" in out
+    for closing in (busy_lines, idle_lines, busy, idle):
+        closing.close()
