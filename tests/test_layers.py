@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
         "_spawn",
         "_run",
         "_deadline",
+        "_children",
     },
     {"_dropin", "core"},
     {"__init__"},
