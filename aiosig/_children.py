@@ -104,7 +104,8 @@ KILL_NOW_LOCK_WAIT = 0.2
 """Seconds `Children.kill_now` waits for the registry's lock before signalling without it."""
 
 _LOG = logging.getLogger("aiosig")
-_HAVE_PIDFD = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+# False once the kernel (or a seccomp filter) refused pidfd_open: pids are used from then on.
+_have_pidfd = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
 
 
 @dataclass(eq=False)
@@ -120,7 +121,10 @@ class _Entry:
     waiter: asyncio.Task[int] | None = field(default=None, repr=False)
 
     def describe(self) -> str:
-        return f"process group {self.pid}" if self.group else f"child process {self.pid}"
+        what = f"process group {self.pid}" if self.group else f"child process {self.pid}"
+        if isinstance(self.child, subprocess.Popen):
+            return f"{what} ({self.child.args!r})"
+        return what
 
 
 class Children:
@@ -150,9 +154,9 @@ class Children:
             ValueError: `group` is true but the child does not lead its own process group.
         """
         pid = _pid_of(child)
-        pidfd = _open_if_unreaped(child, pid)
-        if pidfd is None and (_HAVE_PIDFD or _returncode_of(child) is not None):
-            return  # exited and reaped already: nothing to stop
+        unreaped, pidfd = _open_if_unreaped(child, pid)
+        if not unreaped:
+            return  # exited and reaped already (or never ours): nothing to stop
         if group and not _leads_its_group(pid):
             _close(pidfd)
             raise ValueError(
@@ -253,12 +257,14 @@ class Children:
                 _send(entry, signal.SIGKILL)
         for entry in left:
             _LOG.warning("%s was still running at the deadline: killed (SIGKILL)", entry.describe())
-        for pid in await self.wait(time.monotonic() + REAP_AFTER_KILL):
-            _LOG.error(
-                "process %d survived SIGKILL for %.1f s (stuck in the kernel?): not reaped",
-                pid,
-                REAP_AFTER_KILL,
-            )
+        still = set(await self.wait(time.monotonic() + REAP_AFTER_KILL))
+        for entry in left:
+            if entry.pid in still:
+                _LOG.error(
+                    "%s survived SIGKILL for %.1f s (stuck in the kernel?): not reaped",
+                    entry.describe(),
+                    REAP_AFTER_KILL,
+                )
 
     def _collect(self) -> None:
         """Reap each exited child through its owner; drop those that are done (Rule 1, 3)."""
@@ -417,20 +423,46 @@ def _returncode_of(child: Child) -> int | None:
     return None if isinstance(child, int) else child.returncode
 
 
-def _open_if_unreaped(child: Child, pid: int) -> int | None:
-    """A pidfd for `child` if it is an unreaped child of ours, else None (Rule 2)."""
-    if not _HAVE_PIDFD or _returncode_of(child) is not None:
+def _open_if_unreaped(child: Child, pid: int) -> tuple[bool, int | None]:
+    """Whether `child` is an unreaped child of ours, and a pidfd for it where there are any.
+
+    The pidfd is opened first and the check made through it, so both are about one process
+    (Rule 2).
+    """
+    if _returncode_of(child) is not None:
+        return False, None
+    pidfd = _pidfd_open(pid)
+    if pidfd == _GONE:
+        return False, None
+    try:
+        if pidfd is None:
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        else:
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped meanwhile, or never a child of ours
+        _close(pidfd)
+        return False, None
+    return True, pidfd
+
+
+_GONE = -1
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A pidfd for `pid`; `_GONE` if no such process; None where pidfds are not available."""
+    global _have_pidfd
+    if not _have_pidfd:
         return None
     try:
-        pidfd = os.pidfd_open(pid)
+        return os.pidfd_open(pid)
     except ProcessLookupError:
+        return _GONE
+    except OSError as exc:
+        # ENOSYS: a kernel before 5.3; EPERM: a seccomp filter that predates the call.
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+        _have_pidfd = False
         return None
-    try:  # reaped meanwhile, or the pid was never a child of ours
-        os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        _close(pidfd)
-        return None
-    return pidfd
 
 
 def _leads_its_group(pid: int) -> bool:
@@ -531,19 +563,19 @@ def _start_time(pid: int) -> int | None:
 
 def _reap_zombie(pid: int, start: int) -> bool:
     """Reap zombie `pid` if it is still the one that started at `start`; True if reaped here."""
-    if not _HAVE_PIDFD:
-        try:
-            return os.waitpid(pid, os.WNOHANG)[0] == pid
-        except ChildProcessError:
-            return False
     try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return False
+        pidfd = _pidfd_open(pid)
     except OSError as exc:  # EINVAL: the pid is now a thread's, not a process's
         if exc.errno == errno.EINVAL:
             return False
         raise
+    if pidfd == _GONE:
+        return False
+    if pidfd is None:
+        try:
+            return os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:
+            return False
     try:
         if _start_time(pid) != start:  # the pidfd pins a process; is it the one we saw?
             return False
