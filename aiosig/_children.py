@@ -48,7 +48,9 @@ orphan.
   after ``select``; libuv runs timers before its I/O poll, and a timer re-armed from its own
   callback fires in a later iteration). A zombie seen at tick k was therefore offered to its
   owner before tick k+1 even when the loop was wedged for longer than `SETTLE` in between.
-  A sweep called by hand counts as one of a later tick, for the same reason.
+  A sweep called by hand may run in the same loop iteration as a tick, before or after it: it
+  records what it sees as seen at the next tick, and reaps only what was seen before the
+  latest tick.
 
   Rejected: a SIGCHLD handler (it changes a process-wide disposition, makes system calls in
   other threads fail with EINTR, and libuv installs its own for uvloop's subprocesses);
@@ -351,7 +353,8 @@ class ZombieReaper:
         self._loop = loop
         self._keep = keep
         self._tick = 0
-        self._seen: dict[int, tuple[int, int, float]] = {}  # pid: (start time, tick, when)
+        # pid: (start time, the tick it was first seen at or before, when)
+        self._seen: dict[int, tuple[int, int, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -384,7 +387,7 @@ class ZombieReaper:
                 {"message": "aiosig could not reap zombie processes", "exception": exc}
             )
 
-    def _sweep(self, tick: int) -> list[int]:
+    def _sweep(self, stamp: int) -> list[int]:
         if not _any_zombie_child():
             self._seen.clear()
             return []
@@ -396,8 +399,8 @@ class ZombieReaper:
                 continue
             before = self._seen.get(pid)
             if before is None or before[0] != start:
-                seen[pid] = (start, tick, now)
-            elif before[1] < tick and now - before[2] >= SETTLE:
+                seen[pid] = (start, stamp, now)
+            elif before[1] < self._tick and now - before[2] >= SETTLE:
                 if _reap_zombie(pid, start):
                     reaped.append(pid)
             else:
