@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
         "_spawn",
         "_deadline",
         "_ending",
+        "_children",
     },
     {"_shutdown", "_hooks", "_run"},
     {"_dropin", "core"},
