@@ -29,7 +29,7 @@ from ._hooks import on_shutdown
 from ._hub import Reservation, reserve
 from ._platform import ThreadMask, sigqueue, thread_mask_audit, threads_not_blocking
 from ._receiver import SignalReceiver, open_signal_receiver
-from ._run import notify_ready, run
+from ._run import add_child, notify_ready, run
 from ._shutdown import Shutdown, ShutdownReason, current_shutdown, request_shutdown, shield
 from ._siginfo import SigInfo
 from ._spawn import Blocked, block, create_subprocess_exec, create_subprocess_shell, popen
@@ -68,6 +68,7 @@ __all__ = (
     "ThreadMask",
     "Tick",
     "Watchdog",
+    "add_child",
     "add_handler",
     "alarm",
     "block",

@@ -45,6 +45,7 @@ import asyncio
 import inspect
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -52,6 +53,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar
 
 from . import _ending
+from ._children import Child, ZombieReaper
 from ._deadline import ExitStatus
 from ._ending import EXIT_STATUS_MODES, ExitStatusMode
 from ._handlers import HandlerHandle, add_handler, start_recorded_handlers
@@ -63,13 +65,14 @@ from ._sdnotify import NotifySocket, notify
 from ._shutdown import Shutdown, ShutdownReason, activate, active
 from ._siginfo import SigInfo
 
-__all__ = ("notify_ready", "run")
+__all__ = ("add_child", "notify_ready", "run")
 
 T = TypeVar("T")
 logger = logging.getLogger("aiosig")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EXIT_SLACK = 5.0  # seconds added to EXTEND_TIMEOUT_USEC for the interpreter's own exit
+KILL_MARGIN = 0.5  # children still running this long before the deadline get SIGKILL
 
 
 class _Carried(Exception):
@@ -115,6 +118,7 @@ class _Service(Generic[T]):
         self._handles: list[HandlerHandle] = []
         self._stop: Consumer | None = None
         self._internal: set[asyncio.Future[Any]] = set()
+        self._reaper: ZombieReaper | None = None
 
     # ---- the run ----------------------------------------------------------------------------
 
@@ -157,6 +161,10 @@ class _Service(Generic[T]):
             self._handles.append(add_handler(signal.SIGHUP, self._reload, policy="serial"))
         if self.reopen_logs:
             self._handles.append(add_handler(signal.SIGUSR1, self._reopen_logs))
+        if os.getpid() == 1:  # orphans of the pid namespace become ours: reap them
+            assert self.shutdown is not None
+            self._reaper = ZombieReaper(loop, keep=self.shutdown.children.__contains__)
+            self._reaper.start()
         interval = self.notifier.watchdog_interval
         if interval is not None:
             self._internal.add(loop.create_task(self._pet(interval / 2), name="aiosig watchdog"))
@@ -168,6 +176,8 @@ class _Service(Generic[T]):
             handle.remove()
         for task in self._internal:
             task.cancel()
+        if self._reaper is not None:
+            self._reaper.close()
 
     async def _serve(self, main_task: asyncio.Task[T]) -> None:
         shutdown = self.shutdown
@@ -200,7 +210,17 @@ class _Service(Generic[T]):
         )
         self.notifier.stopping(f"stopping: {reason}")
         self.notifier.extend_timeout(shutdown.remaining() + EXIT_SLACK)
+        self._forward(reason)
         return True
+
+    def _forward(self, reason: ShutdownReason) -> None:
+        """Pass the stop signal on to the registered children (SIGTERM for other reasons)."""
+        assert self.shutdown is not None
+        children = self.shutdown.children
+        if children:
+            signum = signal.SIGTERM if reason.signal is None else reason.signal
+            logger.info("sending %s to %d child processes", _signal_name(signum), len(children))
+            children.signal(signum)
 
     def _requested_by_code(self, reason: ShutdownReason) -> None:
         step = "draining" if self.drain > 0 else "graceful"
@@ -246,6 +266,7 @@ class _Service(Generic[T]):
         self.notifier.extend_timeout(left + EXIT_SLACK)
         if self.main_task is not None:
             self.main_task.cancel(f"aiosig: fast shutdown ({reason})")
+        self._forward(reason)
 
     @property
     def _next(self) -> str:
@@ -261,8 +282,13 @@ class _Service(Generic[T]):
         hooks = recorded_hooks() + shutdown.hooks
         if shutdown.fast:
             hooks = [hook for hook in hooks if hook.critical]
-        reserve = min(sum(hook.timeout for hook in hooks), shutdown.remaining() / 2)
-        return shutdown.deadline - reserve
+        reserve = sum(hook.timeout for hook in hooks) + self._kill_margin()
+        return shutdown.deadline - min(reserve, shutdown.remaining() / 2)
+
+    def _kill_margin(self) -> float:
+        """What the end keeps for SIGKILL and reaping of children left running."""
+        assert self.shutdown is not None
+        return min(KILL_MARGIN, self.grace / 10) if self.shutdown.children else 0.0
 
     async def _cancelled(self, tasks: set[asyncio.Future[Any]], why: str) -> bool:
         """Cancel `tasks` and wait for them (again at once if the fast path begins)."""
@@ -314,7 +340,10 @@ class _Service(Generic[T]):
                 shutdown.remaining(),
             )
         self.notifier.status(f"stopping: running shutdown hooks ({shutdown.reason})")
-        await run_hooks(recorded_hooks() + shutdown.hooks, shutdown, reserve=0.0)
+        await run_hooks(recorded_hooks() + shutdown.hooks, shutdown, self._kill_margin())
+        if shutdown.children:
+            self.notifier.status(f"stopping: waiting for child processes ({shutdown.reason})")
+            await shutdown.children.stop(shutdown.deadline - self._kill_margin())
         logger.info(
             "shutdown finished in %.3f s (%s)",
             time.monotonic() - (shutdown.requested_at or time.monotonic()),
@@ -529,6 +558,40 @@ def _mode(value: object) -> ExitStatusMode:
         choices = ", ".join(map(repr, EXIT_STATUS_MODES))
         raise ValueError(f"exit_status must be one of {choices}, not {value!r}")
     return value
+
+
+def add_child(child: Child, *, group: bool = False) -> None:
+    """Register a child process for the shutdown of the running ``aiosig.run``.
+
+    At the shutdown's request it gets the stop signal (SIGTERM for a request from code); the
+    end of the shutdown waits for it, sends SIGKILL if it still runs just before the deadline
+    (and the deadline thread does if the loop is wedged), and reaps it through its owner:
+    ``Popen.poll()``, an asyncio ``Process``'s ``wait()``, or a wait of its own for a pid.
+
+    Args:
+        child: A ``subprocess.Popen``, an ``asyncio.subprocess.Process``, or the pid of a
+            child of this process.
+        group: Signal the child's whole process group; the child must lead its own group
+            (``start_new_session=True`` or ``process_group=0``).
+
+    Raises:
+        RuntimeError: No ``aiosig.run`` is running.
+        TypeError, ValueError: Not a child, or `group` for a child that leads no group.
+    """
+    shutdown = active()
+    if shutdown is None:
+        raise RuntimeError(
+            "add_child() needs a running aiosig.run(): start the program with "
+            "aiosig.run(main()), and register children from inside it."
+        )
+    shutdown.children.add(child, group=group)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def notify_ready(status: str | None = None) -> bool:

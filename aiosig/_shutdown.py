@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ._children import Children
 from ._deadline import Deadline, ExitStatus, end_process
 from ._ending import ExitStatusMode, status_after_signal
 from ._sdnotify import NotifySocket
@@ -119,7 +120,6 @@ class Shutdown:
         grace: float,
         fast_grace: float,
         mode: ExitStatusMode,
-        before_end: Callable[[], object] | None = None,
     ) -> None:
         self.grace = grace
         self.fast_grace = fast_grace
@@ -136,7 +136,10 @@ class Shutdown:
         self._work_until = math.inf
         self._handler_strikes = 0
         self._signalled: int | None = None  # the stop signal that decided the status
-        self._deadline = Deadline(math.inf, ExitStatus(code=1), loop=loop, before_end=before_end)
+        self.children = Children()  # child processes this shutdown stops (aiosig.add_child)
+        self._deadline = Deadline(
+            math.inf, ExitStatus(code=1), loop=loop, before_end=self.children.kill_now
+        )
         self.shielded: set[asyncio.Future[Any]] = set()
         self.hooks: list[ShutdownHook] = []  # registered during the run (see _hooks)
         self.on_request: Callable[[ShutdownReason], object] | None = None  # set by aiosig.run

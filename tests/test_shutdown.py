@@ -670,3 +670,89 @@ def test_stop_signals_and_reload_cannot_share_a_signal() -> None:
         aiosig.run(main(), stop_signals={signal.SIGHUP}, reload=lambda: None)
     with pytest.raises(TypeError, match="stop_signals must be an iterable"):
         aiosig.run(main(), stop_signals=signal.SIGTERM)  # type: ignore[arg-type]
+
+
+# ---- children --------------------------------------------------------------------------------
+
+CHILDREN = """
+import subprocess
+procs = {}
+SLEEPER = "import time; time.sleep(60)"
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ignoring', flush=True); time.sleep(60)"
+)
+
+async def main():
+    procs["obedient"] = await asyncio.create_subprocess_exec(sys.executable, "-c", SLEEPER)
+    procs["stubborn"] = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True
+    )
+    procs["stubborn"].stdout.readline()  # it ignores SIGTERM from now on
+    for proc in procs.values():
+        aiosig.add_child(proc)
+    say("READY")
+    await asyncio.sleep(3600)
+
+try:
+    aiosig.run(main(), grace=2, loop_factory=factory)
+finally:
+    say("obedient", procs["obedient"].returncode, "stubborn", procs["stubborn"].returncode)
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_children_get_the_stop_signal_and_one_that_ignores_it_is_killed_at_the_deadline(
+    flavour: str,
+) -> None:
+    child = start(CHILDREN, flavour)
+    sent = time.monotonic()
+    send_from_child(child.pid, signal.SIGTERM)
+    returncode, out, err = finish(child)
+    took = time.monotonic() - sent
+    assert returncode == -signal.SIGTERM, err
+    assert lines(out) == [f"obedient {-signal.SIGTERM} stubborn {-signal.SIGKILL}"], err
+    assert 1.5 <= took < 2.5, took  # SIGKILL just before the 2 s deadline, not after it
+    assert "sending SIGTERM to 2 child processes" in err and "SIGKILL" in err
+
+
+ORPHANS = """
+import subprocess
+
+def zombies():
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z":
+                found.append(int(entry))
+    return found
+
+async def main():
+    # An orphan: a shell that starts a sleeper in the background and exits; the sleeper is
+    # reparented to us (PID 1) and exits 0.2 s later, a zombie nobody else will reap.
+    subprocess.run(["sh", "-c", "sleep 0.2 &"], check=True)
+    mine = await asyncio.create_subprocess_exec("sh", "-c", "sleep 0.3; exit 7")
+    say("READY")
+    status = await mine.wait()
+    await asyncio.sleep(2.6)  # two sweeps of the reaper
+    say("own child", status, "zombies", zombies())
+    await asyncio.sleep(3600)
+
+aiosig.run(main(), grace=5, loop_factory=factory)
+"""
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="unshare --pid needs root (or user namespaces)")
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_as_pid_1_orphans_are_reaped_and_own_children_keep_their_status(flavour: str) -> None:
+    child = start(ORPHANS, flavour, prefix=PID1)
+    assert child.stdout is not None
+    assert child.stdout.readline().split() == ["own", "child", "7", "zombies", "[]"]
+    send_from_child(_namespace_init(child), signal.SIGTERM)
+    returncode, _, err = finish(child)
+    assert returncode == 143, err
