@@ -62,7 +62,7 @@ from ._hub import check_signal, get_hub
 from ._logfiles import reopen_log_files
 from ._precise import Consumer, always_room, open_consumer
 from ._sdnotify import NotifySocket, notify
-from ._shutdown import Shutdown, ShutdownReason, activate, active
+from ._shutdown import Shutdown, ShutdownReason, activate, active, strike
 from ._siginfo import SigInfo
 
 __all__ = ("add_child", "notify_ready", "run")
@@ -103,8 +103,10 @@ class _Service(Generic[T]):
         reopen_logs: bool,
         exit_status: ExitStatusMode,
         stop_signals: frozenset[int],
+        fast_signals: frozenset[int],
     ) -> None:
         self.stop_signals = stop_signals
+        self.fast_signals = fast_signals
         self.grace = grace
         self.drain = drain
         self.fast_grace = fast_grace
@@ -128,7 +130,11 @@ class _Service(Generic[T]):
         # else, so that a burst arriving before the first delivery is counted (_hub, Rule 3).
         get_hub().take_back()
         shutdown = self.shutdown = Shutdown(
-            loop, grace=self.grace, fast_grace=self.fast_grace, mode=self.exit_status
+            loop,
+            grace=self.grace,
+            fast_grace=self.fast_grace,
+            mode=self.exit_status,
+            drain=self.drain,
         )
         shutdown.on_request = self._requested_by_code
         activate(shutdown)
@@ -148,9 +154,9 @@ class _Service(Generic[T]):
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         for handle in start_recorded_handlers():
             self._handles.append(handle)
-        if self.stop_signals:
+        if self.stop_signals | self.fast_signals:
             self._stop = open_consumer(
-                self.stop_signals,
+                self.stop_signals | self.fast_signals,
                 self._on_stop_signal,
                 always_room,
                 loop,
@@ -230,19 +236,20 @@ class _Service(Generic[T]):
     def _in_handler(self, signum: int, frame: object) -> None:
         # Inside the trampoline, main thread (Rule 2): count, arm, or end. Nothing else.
         assert self.shutdown is not None
-        self.shutdown.strike_in_handler(signum)
+        self.shutdown.strike_in_handler(signum, fast=signum in self.fast_signals)
 
     def _on_stop_signal(self, info: SigInfo) -> None:
         shutdown = self.shutdown
         assert shutdown is not None
-        self._strikes += 1
+        self._strikes = strike(self._strikes, info.si_signo in self.fast_signals)
         reason = ShutdownReason.from_signal(info)
+        status = shutdown.status_for_signal(info.si_signo)
         if self._strikes >= 3:
             shutdown.end_now(info.si_signo)
         elif self._strikes == 2:
+            self._begin(reason, status, "graceful")  # a fast signal may come first
             self._go_fast(reason)
         else:
-            status = shutdown.status_for_signal(info.si_signo)
             if not self._begin(reason, status, "draining" if self.drain > 0 else "graceful"):
                 logger.warning(
                     "%s: the shutdown is already under way (%s); the next %s starts the fast path",
@@ -270,7 +277,7 @@ class _Service(Generic[T]):
 
     @property
     def _next(self) -> str:
-        names = sorted(signal.Signals(s).name for s in self.stop_signals)
+        names = sorted(signal.Signals(s).name for s in self.stop_signals | self.fast_signals)
         return " or ".join(names) if names else "stop signal"
 
     # ---- the steps (Rule 1) -----------------------------------------------------------------
@@ -451,6 +458,7 @@ def run(
     reopen_logs: bool = False,
     exit_status: ExitStatusMode = "signal",
     stop_signals: Iterable[int] = STOP_SIGNALS,
+    fast_signals: Iterable[int] = (),
     debug: bool | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> T:
@@ -473,6 +481,8 @@ def run(
         exit_status: After a stop signal: "signal" dies of it (128 + n as PID 1), "code"
             exits 128 + n, "zero" exits 0.
         stop_signals: The signals that stop the service (and escalate when repeated).
+        fast_signals: Signals that start the fast path at once (gunicorn's SIGQUIT); the
+            next stop or fast signal then ends the process.
         debug: As for ``asyncio.run``.
         loop_factory: Makes the loop, as ``asyncio.Runner`` takes it (``uvloop.new_event_loop``).
 
@@ -497,8 +507,14 @@ def run(
             reload=_callable_or_none("reload", reload),
             reopen_logs=_flag("reopen_logs", reopen_logs),
             exit_status=_mode(exit_status),
-            stop_signals=_stop_signals(stop_signals, reload, reopen_logs),
+            stop_signals=_stop_signals("stop_signals", stop_signals, reload, reopen_logs),
+            fast_signals=_stop_signals("fast_signals", fast_signals, reload, reopen_logs),
         )
+        if service.stop_signals & service.fast_signals:
+            raise ValueError(
+                "a signal cannot be in both stop_signals and fast_signals: a stop signal "
+                "already starts the fast path when it comes a second time."
+            )
         if service.drain >= service.grace:
             raise ValueError(
                 f"drain ({drain!r} s) must be shorter than grace ({grace!r} s): the drain is "
@@ -525,9 +541,11 @@ def run(
     return service.outcome()
 
 
-def _stop_signals(signals: object, reload: object, reopen_logs: object) -> frozenset[int]:
+def _stop_signals(
+    name: str, signals: object, reload: object, reopen_logs: object
+) -> frozenset[int]:
     if isinstance(signals, int) or not isinstance(signals, Iterable):
-        raise TypeError(f"stop_signals must be an iterable of signals, not {signals!r}")
+        raise TypeError(f"{name} must be an iterable of signals, not {signals!r}")
     found = frozenset(check_signal(s) for s in signals)
     for signum, taken, by in (
         (signal.SIGHUP, reload is not None, "reload"),
@@ -536,7 +554,7 @@ def _stop_signals(signals: object, reload: object, reopen_logs: object) -> froze
         if signum in found and taken:
             raise ValueError(
                 f"{signal.Signals(signum).name} cannot both stop the service and serve {by}: "
-                "take it out of stop_signals or out of that option."
+                f"take it out of {name} or out of that option."
             )
     return found
 

@@ -63,6 +63,7 @@ __all__ = (
     "current_shutdown",
     "request_shutdown",
     "shield",
+    "strike",
 )
 
 T = TypeVar("T")
@@ -110,6 +111,7 @@ class Shutdown:
 
     Attributes:
         grace: The budget, in seconds, from the request to the end of the process.
+        drain: Seconds ``main`` keeps running after the request.
         fast_grace: The budget the fast path (the second stop signal) leaves, at most.
     """
 
@@ -120,8 +122,10 @@ class Shutdown:
         grace: float,
         fast_grace: float,
         mode: ExitStatusMode,
+        drain: float = 0.0,
     ) -> None:
         self.grace = grace
+        self.drain = drain
         self.fast_grace = fast_grace
         self._loop = loop
         self._mode = mode
@@ -159,7 +163,7 @@ class Shutdown:
 
     @property
     def step(self) -> Step:
-        """ "running", "draining" (requested, ``main`` not cancelled yet), "graceful" or "fast"."""
+        """The step: "running", "draining" (``main`` not cancelled yet), "graceful", "fast"."""
         return self._step
 
     @property
@@ -280,16 +284,17 @@ class Shutdown:
             self._fast_future.set_result(None)
         return self._deadline.bring_forward(time.monotonic() + self.fast_grace) - time.monotonic()
 
-    def strike_in_handler(self, signum: int) -> None:
+    def strike_in_handler(self, signum: int, *, fast: bool = False) -> None:
         """Count a stop signal, inside the trampoline, in the main thread (Rule 3).
 
-        The first arms the deadline; the third ends the process now. Nothing here takes a lock
-        the interrupted code may hold but the deadline's own re-entrant one.
+        The first arms the deadline; the third ends the process now. A `fast` signal counts
+        as the second when it comes first. Nothing here takes a lock the interrupted code may
+        hold but the deadline's own re-entrant one.
         """
-        self._handler_strikes += 1
-        if self._handler_strikes == 1:
-            self.arm(self.status_for_signal(signum), signum)
-        elif self._handler_strikes >= 3:
+        self._handler_strikes = strike(self._handler_strikes, fast)
+        if self._handler_strikes < 3:
+            self.arm(self.status_for_signal(signum), signum)  # only the first one arms
+        else:
             self.end_now(signum)
 
     def end_now(self, signum: int) -> None:
@@ -320,6 +325,11 @@ class Shutdown:
     def stand_down(self) -> None:
         """The run ended without a signal: cancel the deadline."""
         self._deadline.disarm()
+
+
+def strike(count: int, fast: bool) -> int:
+    """The count of stop signals after one more: a fast signal is at least the second."""
+    return max(count + 1, 2) if fast else count + 1
 
 
 def _signal_name(signum: int) -> str:

@@ -580,9 +580,12 @@ def env_with(**extra: str) -> dict[str, str]:
 
 
 NOTIFYING = """
+import socket
+
 @aiosig.on_shutdown
-def hook():
-    say(f"hook {time.monotonic()}")
+def hook():  # says so on the notification socket too: datagrams keep their order
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"HOOK=1", os.environ["TEST_SOCKET"])
 
 async def reload():
     await asyncio.sleep(0.1)
@@ -600,7 +603,8 @@ aiosig.run(main(), grace=5, reload=reload, loop_factory=factory)
 def test_sd_notify_ready_reloading_and_stopping_before_any_hook(
     flavour: str, listener: NotifyListener
 ) -> None:
-    child = start(NOTIFYING, flavour, env=env_with(NOTIFY_SOCKET=listener.path))
+    env = env_with(NOTIFY_SOCKET=listener.path, TEST_SOCKET=listener.path)
+    child = start(NOTIFYING, flavour, env=env)
     assert "READY=1" in listener.first("READY=1")[1] and "STATUS=serving" in listener.received[0][1]
     reload_sent = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     os.kill(child.pid, signal.SIGHUP)
@@ -612,12 +616,13 @@ def test_sd_notify_ready_reloading_and_stopping_before_any_hook(
     assert len(after) == 2, listener.received  # start-up, then the end of the reload
     sent = time.monotonic()
     os.kill(child.pid, signal.SIGTERM)
-    stopping_at, _ = listener.first("STOPPING=1")
-    returncode, out, err = finish(child)
+    stopping_at, stopping = listener.first("STOPPING=1")
+    _, hook = listener.first("HOOK=1")
+    returncode, _, err = finish(child)
     assert returncode == -signal.SIGTERM, err
-    hook_at = float(out.split()[1])
     assert stopping_at - sent < 0.05, stopping_at - sent
-    assert stopping_at < hook_at
+    messages = [message for _, message in listener.received]
+    assert messages.index(stopping) < messages.index(hook)
 
 
 WEDGING = """
@@ -756,3 +761,42 @@ def test_as_pid_1_orphans_are_reaped_and_own_children_keep_their_status(flavour:
     send_from_child(_namespace_init(child), signal.SIGTERM)
     returncode, _, err = finish(child)
     assert returncode == 143, err
+
+
+FAST_SIGNAL = """
+@aiosig.on_shutdown(critical=True)
+def critical():
+    say("critical hook")
+
+@aiosig.on_shutdown
+def ordinary():
+    say("ordinary hook")
+
+async def main():
+    say("READY")
+    await asyncio.sleep(3600)
+
+aiosig.run(
+    main(), grace=20, fast_signals={signal.SIGQUIT}, exit_status="code", loop_factory=factory
+)
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_fast_signal_starts_the_fast_path_at_once(flavour: str) -> None:
+    child = start(FAST_SIGNAL, flavour)
+    send_from_child(child.pid, signal.SIGQUIT)
+    returncode, out, err = finish(child)
+    assert returncode == 128 + signal.SIGQUIT, err
+    assert lines(out) == ["critical hook"], err
+    assert "fast shutdown" in err
+
+
+def test_a_signal_cannot_be_both_a_stop_and_a_fast_signal() -> None:
+    import aiosig
+
+    async def main() -> None:
+        raise AssertionError("ran")
+
+    with pytest.raises(ValueError, match="cannot be in both stop_signals and fast_signals"):
+        aiosig.run(main(), fast_signals={signal.SIGTERM})
