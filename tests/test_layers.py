@@ -2,7 +2,8 @@
 
 Bottom to top: platform bindings and value types; the hub (which knows nothing about
 coroutines or the layers above); the precise source, which subscribes through the hub; the
-async layer; the service layer (aiosig.run's shutdown); the drop-in; the public namespace.
+async layer; the service layer (aiosig.run's shutdown); the server adapters; the public
+modules (the drop-in, one per server) and the public namespace.
 A new private module must be placed here.
 """
 
@@ -31,7 +32,8 @@ LAYERS: list[set[str]] = [
         "_children",
     },
     {"_shutdown", "_hooks", "_run"},
-    {"_dropin", "core"},
+    {"_serving", "_uvicorn", "_hypercorn", "_aiohttp", "_gunicorn"},
+    {"_dropin", "core", "uvicorn", "hypercorn", "aiohttp", "gunicorn"},
     {"__init__"},
 ]
 ROOT = pathlib.Path(aiosig.__file__).parent
