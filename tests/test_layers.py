@@ -14,7 +14,7 @@ import pathlib
 import aiosig
 
 LAYERS: list[set[str]] = [
-    {"_platform", "_siginfo", "_convert", "_sdnotify"},
+    {"_platform", "_siginfo", "_convert", "_sdnotify", "_signal_state", "_script"},
     {"_subscription", "_loops", "_dispositions", "_wakeup", "_reader", "_hub"},
     {"_precise", "_closing"},
     {
@@ -29,10 +29,12 @@ LAYERS: list[set[str]] = [
         "_deadline",
         "_ending",
         "_children",
+        "_synthetic",
+        "_pytest_plugin",
     },
     {"_shutdown", "_hooks", "_run"},
     {"_dropin", "core"},
-    {"__init__"},
+    {"__init__", "testing"},
 ]
 ROOT = pathlib.Path(aiosig.__file__).parent
 
