@@ -69,6 +69,28 @@ class Script(subprocess.Popen[str]):
         for _ in range(count):
             self.send_signal(signum)
 
+    def read_line(self, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Wait for the script's next line of stdout and return it, without its newline.
+
+        Use it to wait until the script acted on one signal before sending the next: signals
+        sent back to back may be handled in any order (Linux runs the handler of the last
+        one first), and standard signals of one kind merge.
+
+        Raises:
+            AssertionError: No whole line came within `timeout` seconds, or stdout closed
+                first (the script is killed then); the message carries its output.
+        """
+        line, outcome = _read_line(self, time.monotonic() + timeout)
+        if outcome == "line":
+            return line.decode(errors="replace").removesuffix("\n")
+        self.kill()
+        returncode, out, err = self.finish()
+        what = f"printed no line within {timeout} s" if outcome == "timeout" else "closed stdout"
+        raise AssertionError(
+            f"the script {what} (returncode {returncode})\n"
+            f"--- stdout\n{line.decode(errors='replace')}{out}\n--- stderr\n{err}"
+        )
+
     def finish(self, timeout: float = DEFAULT_TIMEOUT) -> ScriptResult:
         """Wait for the script to exit; return its returncode, stdout after READY and stderr.
 
@@ -151,27 +173,33 @@ def start_script(
 
 def _read_until_ready(child: Script, deadline: float) -> str:
     """Read whole lines up to READY (Rule 1); return "ready", "eof" or "timeout"."""
+    seen = bytearray()
+    while True:
+        line, outcome = _read_line(child, deadline)
+        if outcome == "line" and line.strip() == READY.encode():
+            outcome = "ready"
+        else:
+            seen += line
+        if outcome != "line":
+            child.before_ready = seen.decode(errors="replace")
+            return outcome
+
+
+def _read_line(child: Script, deadline: float) -> tuple[bytes, str]:
+    """One line of stdout, read a byte at a time (Rule 1), and "line", "eof" or "timeout"."""
     assert child.stdout is not None
     fd = child.stdout.fileno()
-    seen = bytearray()
-    line_start = 0
-    outcome = "timeout"
+    line = bytearray()
     while (remaining := deadline - time.monotonic()) > 0:
         if not select.select([fd], [], [], remaining)[0]:
             continue
         byte = os.read(fd, 1)
         if not byte:
-            outcome = "eof"
-            break
-        seen += byte
+            return bytes(line), "eof"
+        line += byte
         if byte == b"\n":
-            if seen[line_start:].strip() == READY.encode():
-                del seen[line_start:]
-                outcome = "ready"
-                break
-            line_start = len(seen)
-    child.before_ready = seen.decode(errors="replace")
-    return outcome
+            return bytes(line), "line"
+    return bytes(line), "timeout"
 
 
 def run_script(
@@ -186,7 +214,9 @@ def run_script(
     Args:
         script: As for `start_script`: source, or the path of a file.
         *args: Its arguments.
-        send: The signals to send it, one ``os.kill`` each, right after READY.
+        send: The signals to send it, one ``os.kill`` each, right after READY. Sent back to
+            back, they may be handled in any order: to wait for each, use `start_script`
+            and `Script.read_line`.
         timeout: Seconds to wait for READY, and then again for the exit.
         env: As for `start_script`.
 
