@@ -517,6 +517,8 @@ class Hub:
             self._drop_from_tables(sub)
             for info in unconsumed:
                 signum = int(info.si_signo)
+                if info.synthetic:
+                    continue  # no signal was sent: there is nothing to raise again
                 if not any(not other.loop.is_closed() for other in self._subs[signum]):
                     self._reader.orphan(signum)  # nobody else saw it: see Rule 4
             self.release(sub.signals)

@@ -10,6 +10,11 @@ very point (`Hub.inject`), so code under test meets exactly what a real delivery
 bring, on the same loops and in the same order, and nothing about the OS changes: no
 ``kill``, no disposition, no byte in the wakeup fd, no signalfd read.
 
+Every synthetic `SigInfo` says so (``synthetic=True``), and that is how the hub tells it from a
+real one where it must: a receiver that closes with synthetic deliveries unconsumed leaves
+nothing to raise again (for a real SIGTERM it would raise it, so the default action
+happens).
+
 What a delivery does *below* the subscriptions is not simulated, by design (it is the OS's
 part, or the trampoline's):
 
@@ -21,6 +26,9 @@ part, or the trampoline's):
 - plain and precise paths are one: the delivery carries what the caller gave, whether or not
   the signal is blocked, with ``precise`` False (it was not read from a signalfd), and a full
   receiver does not hold it back in the kernel's queue (it counts as an overflow instead).
+
+Above the subscriptions everything is real: aiosig.run's shutdown, started by a synthetic
+stop signal, decides the process's exit status as it would for a real one.
 """
 
 from __future__ import annotations
@@ -51,8 +59,9 @@ def deliver(
 
     Every receiver, handler, wait and timer of `signum` gets a `SigInfo` with the given
     fields, each on its own loop, as a real delivery would reach it; nothing runs before
-    control returns to those loops. With no field given, the delivery is a plain one (only
-    the signal number), as the wakeup-fd path gives. See the guide for what is not simulated.
+    control returns to those loops. With no field given, it carries only the signal number,
+    as a plain (wakeup-fd) delivery does. Its ``synthetic`` is True and ``precise`` False. See
+    the guide for what is not simulated.
 
     Args:
         signum: The signal.
@@ -76,18 +85,15 @@ def deliver(
         code = SI_QUEUE
     elif code is None and (pid is not None or uid is not None):
         code = SI_USER
-    fields = (pid, uid, value, code, status, errno, band)
-    if all(field is None for field in fields):
-        info = SigInfo.plain(number)
-    else:
-        info = SigInfo(
-            as_signal(number),
-            si_code=code,
-            si_errno=errno,
-            si_pid=pid,
-            si_uid=uid,
-            si_status=status,
-            si_band=band,
-            si_value=value,
-        )
+    info = SigInfo(
+        as_signal(number),
+        si_code=code,
+        si_errno=errno,
+        si_pid=pid,
+        si_uid=uid,
+        si_status=status,
+        si_band=band,
+        si_value=value,
+        synthetic=True,
+    )
     return get_hub().inject(info)

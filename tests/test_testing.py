@@ -27,7 +27,14 @@ TIMEOUT = 5.0
 
 
 def _expected(signum: int = signal.SIGUSR1) -> SigInfo:
-    return SigInfo(signal.Signals(signum), si_code=SI_QUEUE, si_pid=4242, si_uid=1000, si_value=7)
+    return SigInfo(
+        signal.Signals(signum),
+        si_code=SI_QUEUE,
+        si_pid=4242,
+        si_uid=1000,
+        si_value=7,
+        synthetic=True,
+    )
 
 
 # ---- deliver ------------------------------------------------------------------------------
@@ -96,7 +103,7 @@ async def test_deliver_queues_for_the_loop_rather_than_running_inside_the_call()
         await until(lambda: bool(got))
     finally:
         handle.remove()
-    assert got == [SigInfo(signal.SIGUSR1)]
+    assert got == [SigInfo(signal.SIGUSR1, synthetic=True)]
 
 
 def test_deliver_reaches_each_subscription_on_its_own_loop_in_its_own_thread(
@@ -142,10 +149,10 @@ def test_deliver_with_nobody_subscribed_reaches_nobody_and_takes_no_default_acti
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({}, SigInfo(signal.SIGHUP)),
-        ({"pid": 4242}, SigInfo(signal.SIGHUP, si_code=SI_USER, si_pid=4242)),
-        ({"value": 7}, SigInfo(signal.SIGHUP, si_code=SI_QUEUE, si_value=7)),
-        ({"pid": 1, "code": 0x80}, SigInfo(signal.SIGHUP, si_code=0x80, si_pid=1)),
+        ({}, SigInfo(signal.SIGHUP, synthetic=True)),
+        ({"pid": 4242}, SigInfo(signal.SIGHUP, si_code=SI_USER, si_pid=4242, synthetic=True)),
+        ({"value": 7}, SigInfo(signal.SIGHUP, si_code=SI_QUEUE, si_value=7, synthetic=True)),
+        ({"pid": 1, "code": 0x80}, SigInfo(signal.SIGHUP, si_code=0x80, si_pid=1, synthetic=True)),
     ],
     ids=["plain", "kill", "sigqueue", "explicit-code"],
 )
@@ -159,6 +166,31 @@ def test_deliver_builds_the_siginfo_the_kernel_would_report(
 
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         assert runner.run(main()) == expected
+
+
+_UNCONSUMED = """
+import asyncio, signal, aiosig, aiosig.testing
+
+async def main():
+    async with aiosig.open_signal_receiver(signal.SIGTERM):
+        assert aiosig.testing.deliver(signal.SIGTERM) == 1
+        await asyncio.sleep(0.1)  # buffered by the receiver, never consumed
+    print("alive")
+
+print("READY")
+with asyncio.Runner(loop_factory=LOOP) as runner:
+    runner.run(main())
+"""
+
+
+def test_deliver_leaves_nothing_to_raise_again_when_a_receiver_closes_unconsumed(
+    loop_factory: LoopFactory,
+) -> None:
+    # A real SIGTERM left unconsumed is raised again once SIG_DFL is back; a synthetic one
+    # must not end the process. In a child, because the failure is death.
+    factory = f"{loop_factory.__module__}.{loop_factory.__name__}"
+    code = f"import {loop_factory.__module__}\n" + _UNCONSUMED.replace("LOOP", factory)
+    assert aiosig.testing.run_script(code, env=_env()) == (0, "alive\n", "")
 
 
 def test_deliver_refuses_a_signal_as_signal_signal_does() -> None:
