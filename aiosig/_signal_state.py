@@ -59,7 +59,7 @@ class WakeupFd:
         return f"{self.fd} (file {self.file[0]}:{self.file[1]})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SignalState:
     """The process-wide signal state: what a test must leave as it found it.
 
@@ -68,6 +68,8 @@ class SignalState:
         wakeup_fd: The wakeup fd and the file it names.
         mask: The signals the capturing thread (the main thread, normally) blocks.
         itimers: ``signal.getitimer`` of each interval timer: (value, interval) in seconds.
+
+    Two states are equal when `changes` finds no difference between them (Rule 2).
     """
 
     dispositions: dict[int, Handler]
@@ -84,6 +86,13 @@ class SignalState:
             mask=frozenset(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
             itimers={which: signal.getitimer(which) for which in _ITIMERS},
         )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SignalState):
+            return NotImplemented
+        return not self.changes(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable fields: as the dataclass would
 
     def changes(self, later: SignalState) -> list[str]:
         """Describe every difference from this state to `later`, one line each; [] if none."""

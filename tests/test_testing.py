@@ -359,3 +359,15 @@ def test_send_from_another_process_delivers_with_the_senders_pid(
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         info = runner.run(main())
     assert info.si_code == SI_USER and info.si_pid not in (None, 0, os.getpid())
+
+
+def test_signal_states_compare_a_running_timer_by_its_meaning_not_its_remaining_time() -> None:
+    signal.setitimer(signal.ITIMER_REAL, 30, 10)
+    try:
+        armed = aiosig.testing.SignalState.capture()
+        signal.setitimer(signal.ITIMER_REAL, 20, 10)  # later, less left: the same timer
+        assert aiosig.testing.SignalState.capture() == armed
+        signal.setitimer(signal.ITIMER_REAL, 20, 5)
+        assert aiosig.testing.SignalState.capture() != armed
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
