@@ -96,7 +96,7 @@ from ._loops import (
     refusal,
 )
 from ._platform import signals_held
-from ._reader import Reader, deliver_batches
+from ._reader import Batches, Reader, deliver_batches, send_batches
 from ._siginfo import SigInfo
 from ._subscription import (
     Deliver,
@@ -517,6 +517,8 @@ class Hub:
             self._drop_from_tables(sub)
             for info in unconsumed:
                 signum = int(info.si_signo)
+                if info.synthetic:
+                    continue  # no signal was sent: there is nothing to raise again
                 if not any(not other.loop.is_closed() for other in self._subs[signum]):
                     self._reader.orphan(signum)  # nobody else saw it: see Rule 4
             self.release(sub.signals)
@@ -578,6 +580,24 @@ class Hub:
             batches = self._reader.read(self._pipe)
         # User code runs outside the lock: a callback may subscribe, or take its time.
         deliver_batches(batches, loop)
+
+    def inject(self, info: SigInfo) -> int:
+        """Hand `info` to every live subscription of its signal, as the reader hands a delivery.
+
+        Each subscription gets it on its own loop, through the same batches as a delivery read
+        from the pipe, so what runs is what a real one runs (``aiosig.testing.deliver``). No OS
+        state is read or changed, and nothing else a real delivery does happens: no
+        trampoline, ``in_handler`` hook, chaining or orphan counting. Any thread.
+
+        Returns:
+            How many subscriptions it was handed to.
+        """
+        batches: Batches = {}
+        for sub in self._subs[int(info.si_signo)]:  # a tuple replaced whole: no lock needed
+            if not sub.loop.is_closed():
+                batches.setdefault(sub.loop, []).append((sub, info))
+        send_batches(batches)  # queued even for the calling loop, as a read wakeup would be
+        return sum(len(batch) for batch in batches.values())
 
     # ---- aiosig.core support (main thread; the caller validated the arguments) ------------
 

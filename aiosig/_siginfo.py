@@ -35,6 +35,8 @@ class SigInfo:
         si_band: The band event, for SIGPOLL; None otherwise or when unknown.
         si_value: The sigqueue payload (sival_int) for SI_QUEUE, SI_TIMER and SI_MESGQ.
         precise: True when read from a signalfd (every field the kernel gave is filled).
+        synthetic: True when made by ``aiosig.testing.deliver``: no signal was sent, and the
+            other fields are what the test gave.
     """
 
     si_signo: signal.Signals | int
@@ -46,6 +48,7 @@ class SigInfo:
     si_band: int | None = None
     si_value: int | None = None
     precise: bool = False
+    synthetic: bool = False
 
     @classmethod
     def plain(cls, signo: int) -> SigInfo:

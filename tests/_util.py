@@ -1,5 +1,9 @@
 """Real processes for tests: a child with a READY handshake, and a separate signal sender.
 
+The mechanism is the library's (``aiosig.testing``: `start_script`, `Script.finish`,
+`send_from_another_process`); these are the names the tests were written against, plus what
+only this checkout needs: children import this checkout's aiosig, and none outlives its test.
+
 Anything that changes process-wide signal state for good runs in a fresh interpreter. The
 child prints a line ``READY`` once its handlers are in place; only then may the test signal
 it, or the signal would hit the default disposition and kill it. Every wait has a deadline.
@@ -13,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from aiosig.testing import Script, send_from_another_process, start_script
 
 __all__ = (
     "DEFAULT_TIMEOUT",
@@ -41,24 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Children started since the last `kill_leftover_children`, so that none outlives its test.
 _live: list[Child] = []
 
-
-class Child(subprocess.Popen[str]):
-    """A child started by `run_child`; ``before_ready`` is what it printed before READY."""
-
-    before_ready: str = ""
+Child = Script
 
 
 def _child_env(env: dict[str, str] | None) -> dict[str, str]:
     merged = dict(os.environ if env is None else env)
     paths = [str(ROOT), *filter(None, merged.get("PYTHONPATH", "").split(os.pathsep))]
     merged["PYTHONPATH"] = os.pathsep.join(paths)
-    merged["PYTHONUNBUFFERED"] = "1"
     return merged
-
-
-def _unblock_all_signals() -> None:
-    # Runs in the forked child before exec (preexec_fn): one system call, no locks taken.
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def run_child(
@@ -87,61 +78,19 @@ def run_child(
         AssertionError: The child exited before READY, or did not print it in time (it is
             killed then); the message carries its output.
     """
-    child = Child(
-        [*prefix, sys.executable, "-c", code, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    child = start_script(
+        code,
+        *args,
+        timeout=timeout,
         env=_child_env(env),
-        preexec_fn=None if inherit_mask else _unblock_all_signals,
+        inherit_mask=inherit_mask,
+        prefix=prefix,
     )
     _live.append(child)
-    outcome = _read_until_ready(child, time.monotonic() + timeout)
-    if outcome != "ready":
-        if outcome == "timeout":
-            child.kill()
-            what = f"did not print READY within {timeout} s"
-        else:
-            what = "closed its stdout (exited?) before printing READY"
-        returncode, out, err = finish(child)
-        raise AssertionError(
-            f"child {what} (returncode {returncode})\n"
-            f"--- stdout\n{child.before_ready}{out}\n--- stderr\n{err}"
-        )
     return child
 
 
-def _read_until_ready(child: Child, deadline: float) -> str:
-    """Read whole lines from the child's stdout up to READY; return "ready", "eof" or "timeout".
-
-    What came before is left in ``child.before_ready``. Reads the raw fd one byte at a time so
-    that nothing after READY is taken from the buffered ``child.stdout`` that `finish` reads.
-    """
-    assert child.stdout is not None
-    fd = child.stdout.fileno()
-    seen = bytearray()
-    line_start = 0
-    outcome = "timeout"
-    while (remaining := deadline - time.monotonic()) > 0:
-        if not select.select([fd], [], [], remaining)[0]:
-            continue
-        byte = os.read(fd, 1)
-        if not byte:
-            outcome = "eof"
-            break
-        seen += byte
-        if byte == b"\n":
-            if seen[line_start:].strip() == b"READY":
-                del seen[line_start:]
-                outcome = "ready"
-                break
-            line_start = len(seen)
-    child.before_ready = seen.decode(errors="replace")
-    return outcome
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str, str]:
+def finish(proc: Child, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str, str]:
     """Wait for a child of `run_child` to exit; return (returncode, rest of stdout, stderr).
 
     The returncode is negative (``-signum``) when a signal killed the child. "Rest of stdout"
@@ -150,25 +99,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = DEFAULT_TIMEOUT) -> tup
     Raises:
         AssertionError: The child did not exit within `timeout` (it is killed then).
     """
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(timeout=DEFAULT_TIMEOUT)
-        before = getattr(proc, "before_ready", "")
-        raise AssertionError(
-            f"child did not exit within {timeout} s; killed\n"
-            f"--- stdout\n{before}{out}\n--- stderr\n{err}"
-        ) from None
-    return proc.returncode, out, err
-
-
-_SENDER = """\
-import os, sys
-pid, signum, count = map(int, sys.argv[1:])
-for _ in range(count):
-    os.kill(pid, signum)
-"""
+    return proc.finish(timeout)
 
 
 def send_from_child(
@@ -183,18 +114,7 @@ def send_from_child(
     Raises:
         AssertionError: The sender failed or did not finish within `timeout`.
     """
-    try:
-        result = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _SENDER, str(pid), str(int(signum)), str(count)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"signal sender did not finish within {timeout} s") from None
-    if result.returncode != 0:
-        raise AssertionError(f"signal sender failed ({result.returncode}): {result.stderr}")
+    send_from_another_process(pid, signum, count, timeout)
 
 
 def kill_leftover_children() -> list[int]:

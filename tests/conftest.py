@@ -7,10 +7,11 @@ overriding ``event_loop_policy`` still works there but is deprecated and warns, 
 ``@pytest.mark.asyncio(loop_factories=["uvloop"])``. Sync tests that make their own loops take
 the ``loop_factory`` fixture, parametrised the same way.
 
-Signal state. ``process_signal_state`` (autouse) fails any test that leaves a disposition, the
-wakeup fd or the signal mask changed, naming what changed, and restores the snapshot so that
-the tests after it start clean. It is set up before the test's event loop and torn down after
-it is closed, so a loop's own restore on close counts.
+Signal state. ``process_signal_state`` (autouse) applies ``aiosig.testing``'s
+``signal_state_guard`` to every test: it fails any test that leaves a disposition, the wakeup
+fd, the signal mask or an interval timer changed, naming what changed, and restores the
+snapshot so that the tests after it start clean. It is set up before the test's event loop
+and torn down after it is closed, so a loop's own restore on close counts.
 
 Timeouts. pytest-timeout's "signal" method would take SIGALRM and ITIMER_REAL, which aiosig
 tests exercise, so the configured method is "thread". A thread that does not block a signal
@@ -31,7 +32,7 @@ import pytest
 import pytest_timeout
 import uvloop
 
-from tests import _signal_state
+from aiosig.testing import signal_state_guard  # noqa: F401 (the fixture, for this directory)
 from tests._util import kill_leftover_children
 
 pytest_plugins = ("pytester",)
@@ -61,18 +62,9 @@ def _in_main_thread() -> bool:
 
 
 @pytest.fixture(autouse=True)
-def process_signal_state() -> Iterator[None]:
-    """Fail the test if it leaves dispositions, the wakeup fd or the signal mask changed."""
-    if not _in_main_thread():
-        yield
-        return
-    before = _signal_state.snapshot()
-    yield
-    changed = _signal_state.changes(before, _signal_state.snapshot())
-    if changed:
-        problems = _signal_state.restore(before)
-        report = "\n  ".join(changed + [f"could not restore: {p}" for p in problems])
-        pytest.fail(f"the test left process-wide signal state changed:\n  {report}", pytrace=False)
+def process_signal_state(request: pytest.FixtureRequest) -> None:
+    """Fail the test if it leaves signal state changed (the library's guard, on every test)."""
+    request.getfixturevalue("signal_state_guard")
 
 
 @pytest.fixture(autouse=True)

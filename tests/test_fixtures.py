@@ -84,7 +84,7 @@ def _inner_session(pytester: pytest.Pytester, conftest: str) -> None:
 
 
 def test_signal_state_fixture_fails_a_leaking_test_and_restores(pytester: pytest.Pytester) -> None:
-    _inner_session(pytester, "from tests.conftest import process_signal_state")
+    _inner_session(pytester, "from tests.conftest import process_signal_state, signal_state_guard")
     pytester.makepyfile(
         """
         import signal

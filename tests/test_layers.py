@@ -15,7 +15,7 @@ import pathlib
 import aiosig
 
 LAYERS: list[set[str]] = [
-    {"_platform", "_siginfo", "_convert", "_sdnotify"},
+    {"_platform", "_siginfo", "_convert", "_sdnotify", "_signal_state", "_script"},
     {"_subscription", "_loops", "_dispositions", "_wakeup", "_reader", "_hub"},
     {"_precise", "_closing"},
     {
@@ -30,11 +30,13 @@ LAYERS: list[set[str]] = [
         "_deadline",
         "_ending",
         "_children",
+        "_synthetic",
+        "_pytest_plugin",
     },
     {"_shutdown", "_hooks", "_run"},
     {"_serving", "_uvicorn", "_hypercorn", "_aiohttp", "_gunicorn"},
     {"_dropin", "core", "uvicorn", "hypercorn", "aiohttp", "gunicorn"},
-    {"__init__"},
+    {"__init__", "testing"},
 ]
 ROOT = pathlib.Path(aiosig.__file__).parent
 
