@@ -244,7 +244,11 @@ class _Service(Generic[T]):
         self._strikes = strike(self._strikes, info.si_signo in self.fast_signals)
         reason = ShutdownReason.from_signal(info)
         status = shutdown.status_for_signal(info.si_signo)
-        if self._strikes >= 3:
+        if info.synthetic:  # aiosig.testing.deliver: the test process must not die of it
+            status = ExitStatus(code=0)
+        if self._strikes >= 3 and info.synthetic:
+            logger.warning("%s: a third stop signal (synthetic): not ending the process", reason)
+        elif self._strikes >= 3:
             shutdown.end_now(info.si_signo)
         elif self._strikes == 2:
             self._begin(reason, status, "graceful")  # a fast signal may come first
@@ -495,7 +499,7 @@ def run(
             atexit handlers.
         RuntimeError: Not the main thread, another ``aiosig.run`` is running, or a recorded
             handler could not start.
-        Whatever `main` raises.
+        BaseException: Whatever `main` raises, once the shutdown is over.
     """
     if not asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")

@@ -82,12 +82,14 @@ class ShutdownReason:
         pid: The sending process, when the kernel says (``kill``, ``sigqueue``), else None.
         uid: The sender's real user id, when known.
         text: The reason in words, as logged: "SIGTERM from pid 4242", "main returned".
+        synthetic: The signal was made by ``aiosig.testing.deliver``: it decides no death.
     """
 
     signal: int | None
     pid: int | None
     uid: int | None
     text: str
+    synthetic: bool = False
 
     def __str__(self) -> str:
         return self.text
@@ -95,10 +97,11 @@ class ShutdownReason:
     @classmethod
     def from_signal(cls, info: SigInfo) -> ShutdownReason:
         """The reason a delivery gives: which signal, and from whom when known."""
-        name = _signal_name(info.si_signo)
+        name = _signal_name(info.si_signo) + (" (synthetic)" if info.synthetic else "")
         if info.si_code in _SI_USER_CODES and info.si_pid:
-            return cls(info.si_signo, info.si_pid, info.si_uid, f"{name} from pid {info.si_pid}")
-        return cls(info.si_signo, None, None, name)
+            text = f"{name} from pid {info.si_pid}"
+            return cls(info.si_signo, info.si_pid, info.si_uid, text, info.synthetic)
+        return cls(info.si_signo, None, None, name, info.synthetic)
 
     @classmethod
     def from_code(cls, text: str) -> ShutdownReason:
@@ -235,7 +238,7 @@ class Shutdown:
         """
         if self._reason is not None:
             return False
-        self.arm(status, reason.signal)
+        self.arm(status, None if reason.synthetic else reason.signal)
         self._reason = reason
         self._step = step
         self._requested.set()

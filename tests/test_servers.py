@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests._util import ROOT, finish
+from tests._util import ROOT
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("hypercorn")
@@ -183,7 +183,7 @@ class Served:
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.05)
-        _, out, err = finish(self.proc)  # type: ignore[arg-type]
+        _, out, err = self.finish()
         raise AssertionError(f"the server did not listen on {port}\n{out}\n{err}")
 
     def get(self, path: str, timeout: float = 10) -> str:
@@ -213,7 +213,14 @@ class Served:
         os.kill(self.proc.pid, signum)
 
     def finish(self, timeout: float = 10) -> tuple[int, str, str]:
-        return finish(self.proc, timeout)  # type: ignore[arg-type]
+        """Wait for the server to exit: (returncode, stdout, stderr); kill it if it does not."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            raise AssertionError(f"the server did not exit in {timeout} s\n{out}\n{err}") from None
+        return self.proc.returncode, out, err
 
 
 @pytest.fixture

@@ -800,3 +800,28 @@ def test_a_signal_cannot_be_both_a_stop_and_a_fast_signal() -> None:
 
     with pytest.raises(ValueError, match="cannot be in both stop_signals and fast_signals"):
         aiosig.run(main(), fast_signals={signal.SIGTERM})
+
+
+def test_a_synthetic_sigterm_shuts_down_in_process_without_deciding_a_death(
+    loop_factory: object,
+) -> None:
+    import aiosig
+    from aiosig.testing import deliver
+
+    order: list[str] = []
+
+    async def main() -> None:
+        async def hook() -> None:
+            order.append("hook")
+
+        aiosig.on_shutdown(hook)
+        shutdown = aiosig.current_shutdown()
+        asyncio_loop = __import__("asyncio").get_running_loop()
+        asyncio_loop.call_soon(deliver, signal.SIGTERM)
+        reason = await shutdown.wait()
+        order.append(f"requested {reason.signal == signal.SIGTERM} {reason.synthetic}")
+        await __import__("asyncio").sleep(3600)
+
+    result = aiosig.run(main(), grace=5, loop_factory=loop_factory)  # type: ignore[arg-type]
+    assert result is None
+    assert order == ["requested True True", "hook"]
