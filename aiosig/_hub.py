@@ -132,7 +132,7 @@ class Hub:
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
         self.stats = {"dispatched": 0, "recovered": 0, "thefts": 0}
-        self._reader = Reader(self._subs, self._chains, self.stats)
+        self._reader = Reader(self._subs, self._chains, self.stats, self._disp.silent)
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:

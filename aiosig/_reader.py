@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 from ._siginfo import PLAIN, SigInfo
 from ._subscription import Subscription
@@ -50,10 +51,16 @@ class Reader:
     """The read side of the hub: the pipe's bytes in, deliveries sorted by loop out."""
 
     def __init__(
-        self, subs: list[tuple[Subscription, ...]], chains: Chains, stats: dict[str, int]
+        self,
+        subs: list[tuple[Subscription, ...]],
+        chains: Chains,
+        stats: dict[str, int],
+        silent: Callable[[], bytes],
     ) -> None:
         self._subs = subs  # the hub's own table, updated in place
         self._chains = chains
+        self._silent = silent
+        self._unforwarded = (b"", _NOT_SIGNALS)  # (silent, what translate deletes)
         self._stats = stats
         self.carry = b""  # bytes a raising chained handler kept from being dispatched
         # Written by the trampoline too (plain attributes, list items, list.append).
@@ -101,7 +108,8 @@ class Reader:
         self.suspect = False
         carry, self.carry = self.carry, b""
         fresh = pipe.drain(READ_MAX)
-        self._chains.forward(fresh.translate(None, _NOT_SIGNALS))
+        if self._chains.listening:
+            self._chains.forward(fresh.translate(None, self._not_forwarded()))
         data = carry + fresh
         try:
             batches = self._sort(data)
@@ -121,6 +129,13 @@ class Reader:
             # must not hide the loss of a later delivery.
             self.seen = [0] * _NSIG
         return batches
+
+    def _not_forwarded(self) -> bytes:
+        """Wakeups, markers, and the bytes of signals no previous owner would hear of."""
+        silent = self._silent()
+        if silent is not self._unforwarded[0]:
+            self._unforwarded = (silent, _NOT_SIGNALS + silent)
+        return self._unforwarded[1]
 
     def read_all(self, pipe: SelfPipe) -> None:
         """Read the pipe empty and hand every delivery to its loop (the hub's lock held)."""
