@@ -84,10 +84,16 @@ class HandlerHandle:
 
     def _run(self, info: SigInfo) -> None:
         result = self._fn(info)
-        if inspect.isawaitable(result):
-            task: asyncio.Task[object] = asyncio.ensure_future(result, loop=self._loop)
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
+        if result is None:  # a plain function's usual result, without isawaitable's checks
+            return
+        if asyncio.iscoroutine(result):
+            task: asyncio.Task[object] = self._loop.create_task(result)
+        elif inspect.isawaitable(result):
+            task = asyncio.ensure_future(result, loop=self._loop)
+        else:
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)

@@ -103,7 +103,8 @@ class Reader:
 
     def read(self, pipe: SelfPipe) -> Batches:
         """Read one chunk (the hub's lock held) and sort its deliveries by loop."""
-        self.adopt_thieves()
+        if self.thieves:
+            self.adopt_thieves()
         # Markers written from here on belong to a later read, which judges them (_hub, Rule 3).
         self.suspect = False
         carry, self.carry = self.carry, b""

@@ -354,7 +354,10 @@ class Chains:
     @property
     def listening(self) -> bool:
         """True if there is anyone to forward to (the read skips the copy otherwise)."""
-        return bool(self._stack)
+        for chain in self._stack:  # noqa: SIM110 (a loop, not any(): this runs on every read)
+            if chain.alive:
+                return True
+        return False
 
     def forward(self, data: bytes) -> None:
         """Write `data` to every live owner; forget the dead ones."""
