@@ -102,6 +102,7 @@ from ._subscription import (
     Deliver,
     FrameHook,
     Handler,
+    Members,
     Reservation,
     Subscription,
     check_signal,
@@ -125,9 +126,7 @@ class Hub:
         self._owning = False
         self._stale_fd_watch = False  # see _restore_fd
         self._disp = Dispositions(self._on_signal, fresh_handler)
-        self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
-        self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
-        self._hooks: list[tuple[Subscription, ...]] = [()] * _NSIG  # those with in_handler
+        self._subs = [Members() for _ in range(_NSIG)]
         self._loops = LoopReaders(self._on_readable, self._loop_shutting_down)
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
@@ -170,24 +169,25 @@ class Hub:
                     self.stats["thefts"] += 1
             if self._reader.suspect:
                 self._reader.mark(pipe, signum)
-        for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
+        members = self._subs[signum]
+        for sub in members.hooks:  # a tuple replaced whole, never mutated: safe here
             try:
                 sub.in_handler(signum, frame)  # type: ignore[misc]
             except Exception as exc:
                 sub.loop.call_soon_threadsafe(_report_hook_error, sub.loop, exc)
         behind = tramp.behind
         if callable(behind):
-            if not self._nochain[signum]:
+            if not members.nochain:
                 behind(signum, frame)  # may raise: Ctrl-C chained to KeyboardInterrupt
-        elif signum in DEFAULT_TERMINATES and self._nobody_can_take(self._subs[signum]):
+        elif signum in DEFAULT_TERMINATES and self._nobody_can_take(members.loops):
             act_as(behind, signum, frame)  # every subscriber's loop is gone: do what it says
 
     @staticmethod
-    def _nobody_can_take(subs: tuple[Subscription, ...]) -> bool:
+    def _nobody_can_take(loops: tuple[asyncio.AbstractEventLoop, ...]) -> bool:
         """True if there are subscriptions and every one's loop was closed (Rule 4)."""
-        if not subs or not subs[0].loop.is_closed():
+        if not loops or not loops[0].is_closed():
             return False  # the common case, without building a generator (0.3 µs)
-        return all(sub.loop.is_closed() for sub in subs)
+        return all(loop.is_closed() for loop in loops)
 
     # ---- ownership ------------------------------------------------------------------------
 
@@ -260,7 +260,9 @@ class Hub:
         All of them leave the tables first, so that what one reports unconsumed is not
         discarded on the grounds that another of the same loop is still live.
         """
-        doomed = {sub for s in self._disp.held for sub in self._subs[s] if sub.loop is loop}
+        doomed = {
+            sub for s in self._disp.held for sub in self._subs[s].snapshot() if sub.loop is loop
+        }
         for sub in doomed:
             self._drop_from_tables(sub)
         escaped: BaseException | None = None
@@ -438,13 +440,7 @@ class Hub:
     def _attach(self, sub: Subscription) -> None:
         self._add_reader(sub.loop)
         for s in sub.signals:
-            self._subs[s] = (*self._subs[s], sub)
-            self._update_trampoline_table(s)
-
-    def _update_trampoline_table(self, signum: int) -> None:
-        subs = self._subs[signum]
-        self._nochain[signum] = any(not sub.chain for sub in subs)
-        self._hooks[signum] = tuple(sub for sub in subs if sub.in_handler is not None)
+            self._subs[s].add(sub)
 
     def reserve(self, signals: Iterable[int]) -> Reservation:
         """Install `signals` from the main thread without a loop, for loops in other threads.
@@ -517,16 +513,14 @@ class Hub:
             self._drop_from_tables(sub)
             for info in unconsumed:
                 signum = int(info.si_signo)
-                if not any(not other.loop.is_closed() for other in self._subs[signum]):
+                if all(loop.is_closed() for loop in self._subs[signum].loops):
                     self._reader.orphan(signum)  # nobody else saw it: see Rule 4
             self.release(sub.signals)
 
     def _drop_from_tables(self, sub: Subscription) -> None:
         """Stop delivering to `sub` (the hub's lock held); the references stay."""
         for s in sub.signals:
-            if sub in self._subs[s]:
-                self._subs[s] = tuple(x for x in self._subs[s] if x is not sub)
-                self._update_trampoline_table(s)
+            self._subs[s].discard(sub)
         if sub.attached:
             sub.attached = False
             loop = sub.loop
@@ -625,14 +619,14 @@ class Hub:
                 signal.set_wakeup_fd(cur)
         with contextlib.suppress(ValueError, OSError, TypeError):
             self._disp.forget()  # nothing is pending in a new child
-        for subs in self._subs:
-            for sub in subs:
+        for members in self._subs:
+            for sub in members.snapshot():
                 sub.closed = True  # closing one in the child must not touch the new hub
         self._chains.close()
         pipe.close()
         self._pipe = None
         self._owning = False
-        self._subs[:] = [()] * _NSIG  # in place: the reader shares the table
+        self._subs[:] = [Members() for _ in range(_NSIG)]  # in place: the reader shares it
         self._loops.clear()
 
 

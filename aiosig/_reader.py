@@ -26,7 +26,7 @@ import signal
 from collections.abc import Callable
 
 from ._siginfo import PLAIN, SigInfo
-from ._subscription import Subscription
+from ._subscription import Members, Subscription
 from ._wakeup import Chains, SelfPipe
 
 __all__ = (
@@ -52,7 +52,7 @@ class Reader:
 
     def __init__(
         self,
-        subs: list[tuple[Subscription, ...]],
+        subs: list[Members],
         chains: Chains,
         stats: dict[str, int],
         silent: Callable[[], bytes],
@@ -170,7 +170,7 @@ class Reader:
         """Queue one plain delivery of `signum` for each live subscription; how many."""
         n = 0
         info = PLAIN[signum]
-        for sub in self._subs[signum]:
+        for sub in self._subs[signum].snapshot():
             if not sub.loop.is_closed():
                 batches.setdefault(sub.loop, []).append((sub, info))
                 n += 1
