@@ -10,6 +10,9 @@ Rule 2 (bytes are the hot path): while the hub owns the wakeup fd, every deliver
 byte into its pipe. A reader registered on each subscribing loop reads it (64 KiB at most
 per wakeup, so consumers run between the reads of a burst), dispatches one delivery per byte
 (so real-time signals are counted exactly) and forwards the bytes to the previous owners.
+A read that holds one signal only (a flood of one real-time signal) is dispatched as one
+run per subscription (``Subscription.deliver_many``: a receiver buffers the run at once),
+counted in C rather than in a pass over every byte.
 Deliveries run outside the hub's lock. The trampoline adds one swap to that path. The read
 side (markers, orphans, sorting by loop) is ``_reader``.
 
@@ -100,6 +103,7 @@ from ._reader import Reader, deliver_batches
 from ._siginfo import SigInfo
 from ._subscription import (
     Deliver,
+    DeliverMany,
     FrameHook,
     Handler,
     Members,
@@ -386,6 +390,7 @@ class Hub:
         chain: bool = True,
         in_handler: FrameHook | None = None,
         on_end: Callable[[], object] | None = None,
+        deliver_many: DeliverMany | None = None,
     ) -> Subscription:
         """Deliver every later delivery of `signals` to `deliver(info)`, on `loop`.
 
@@ -401,6 +406,9 @@ class Hub:
                 must not raise (an exception is reported to `loop`'s exception handler).
             on_end: Called instead of closing the subscription when its loop shuts down, so
                 that its owner closes it (reporting what it did not consume).
+            deliver_many: Called as ``deliver_many(info, count)`` for `count` deliveries of
+                one signal in a row, if the owner can take them at once (a buffer); by
+                default `deliver` is called `count` times.
 
         Raises:
             RuntimeError: No loop, SIGCHLD on uvloop, SIGINT before the loop runs, or a
@@ -416,7 +424,7 @@ class Hub:
         reason = refusal(signums, loop)
         if reason is not None:
             raise RuntimeError(reason)
-        sub = Subscription(self, signums, deliver, loop, chain, in_handler, on_end)
+        sub = Subscription(self, signums, deliver, loop, chain, in_handler, on_end, deliver_many)
         if is_main_thread():
             with self._changing():
                 self._audit()

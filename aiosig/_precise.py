@@ -180,6 +180,7 @@ def open_consumer(
     chain: bool = True,
     on_end: Callable[[], object] | None = None,
     in_handler: FrameHook | None = None,
+    offer_many: Callable[[SigInfo, int], object] | None = None,
 ) -> Consumer:
     """Subscribe `offer` to every delivery of `signals` on `loop`, plain and precise (Rule 1).
 
@@ -197,6 +198,8 @@ def open_consumer(
         in_handler: As for `Hub.subscribe`: called inside the trampoline, in the main
             thread, with the interrupted frame. Plain deliveries only: a signal read from
             the signalfd runs no handler.
+        offer_many: Takes `count` plain deliveries of one signal in a row at once (see
+            `Hub.subscribe`'s ``deliver_many``).
 
     Returns:
         The consumer; ``close()`` ends both subscriptions.
@@ -208,7 +211,13 @@ def open_consumer(
     source = precise_source(loop) if precise else None
     try:
         subscription = get_hub().subscribe(
-            signals, offer, loop=loop, chain=chain, in_handler=in_handler, on_end=on_end
+            signals,
+            offer,
+            loop=loop,
+            chain=chain,
+            in_handler=in_handler,
+            on_end=on_end,
+            deliver_many=offer_many,
         )
     except BaseException:
         if source is not None:

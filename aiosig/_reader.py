@@ -32,6 +32,7 @@ from ._wakeup import Chains, SelfPipe
 __all__ = (
     "MARKERS",
     "READ_MAX",
+    "Batch",
     "Batches",
     "Reader",
     "deliver_batches",
@@ -44,7 +45,9 @@ MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
 _NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
 READ_MAX = 65536  # per wakeup: consumers run between reads of a burst (SelfPipe.drain)
 
-Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
+# Per loop, in order: (subscription, delivery, how many times in a row).
+Batch = list[tuple[Subscription, SigInfo, int]]
+Batches = dict[asyncio.AbstractEventLoop, Batch]
 
 
 class Reader:
@@ -150,6 +153,14 @@ class Reader:
         """One delivery per signal byte, plus what markers say went elsewhere, by loop."""
         batches: Batches = {}
         seen, orphans = self.seen, self._orphans
+        first = data[0] if data else 0
+        if 0 < first < 0x80 and data.count(first) == len(data):
+            # One signal only (a flood, or a single delivery): one entry per subscription
+            # for the whole run, counted in C, instead of a pass per byte (Rule 2 of _hub).
+            seen[first] += len(data)
+            if not self._add(first, batches, len(data)):
+                orphans[first] += len(data)
+            data = b""
         for byte in data:
             if byte >= 0x80:
                 self._on_marker(byte & 0x7F, batches)
@@ -166,15 +177,16 @@ class Reader:
                     self._on_marker(signum, batches)
         return batches
 
-    def _add(self, signum: int, batches: Batches) -> int:
-        """Queue one plain delivery of `signum` for each live subscription; how many."""
+    def _add(self, signum: int, batches: Batches, count: int = 1) -> int:
+        """Queue `count` plain deliveries of `signum` for each live subscription; how many
+        subscriptions."""
         n = 0
         info = PLAIN[signum]
         for sub in self._subs[signum].snapshot():
             if not sub.loop.is_closed():
-                batches.setdefault(sub.loop, []).append((sub, info))
+                batches.setdefault(sub.loop, []).append((sub, info, count))
                 n += 1
-        self._stats["dispatched"] += n
+        self._stats["dispatched"] += n * count
         return n
 
     def _on_marker(self, signum: int, batches: Batches) -> None:
@@ -205,15 +217,22 @@ def deliver_batches(batches: Batches, here: asyncio.AbstractEventLoop) -> None:
     run_batch(mine)
 
 
-def run_batch(batch: list[tuple[Subscription, SigInfo]]) -> None:
+def run_batch(batch: Batch) -> None:
     """Deliver in order, on the calling loop; what an escaping exception interrupts follows."""
-    for i, (sub, info) in enumerate(batch):
+    for i, (sub, info, count) in enumerate(batch):
         try:
-            sub.deliver(info)  # an Exception goes to the loop; SystemExit and Ctrl-C pass
+            if count == 1:
+                sub.deliver(info)  # an Exception goes to the loop; SystemExit and Ctrl-C pass
+            else:
+                sub.deliver_many(info, count)
         except BaseException:
-            if i + 1 < len(batch):  # the rest still reaches its subscriptions, later
+            rest = batch[i + 1 :]
+            left = sub.undelivered if count > 1 else 0
+            if left:
+                rest.insert(0, (sub, info, left))
+            if rest:  # the rest still reaches its subscriptions, later
                 with contextlib.suppress(RuntimeError):
-                    sub.loop.call_soon(run_batch, batch[i + 1 :])
+                    sub.loop.call_soon(run_batch, rest)
             raise
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "Deliver",
+    "DeliverMany",
     "FrameHook",
     "Handler",
     "Members",
@@ -27,6 +28,7 @@ __all__ = (
 
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 Deliver = Callable[[SigInfo], object]
+DeliverMany = Callable[[SigInfo, int], object]
 FrameHook = Callable[[int, FrameType | None], object]
 
 
@@ -42,6 +44,7 @@ class Subscription:
         chain: bool = True,
         in_handler: FrameHook | None = None,
         on_end: Callable[[], object] | None = None,
+        deliver_many: DeliverMany | None = None,
     ) -> None:
         self.signals = signals
         self.loop = loop
@@ -49,6 +52,8 @@ class Subscription:
         self.in_handler = in_handler
         self._on_end = on_end
         self._deliver = deliver
+        self._deliver_many = deliver_many
+        self.undelivered = 0  # of a `deliver_many` that an escaping exception cut short
         self._hub = hub
         self.closed = False
         self.attached = True  # counted in its loop's reader (the hub's business)
@@ -63,6 +68,31 @@ class Subscription:
             self.loop.call_exception_handler(
                 {"message": "aiosig subscription callback failed", "exception": exc}
             )
+
+    def deliver_many(self, info: SigInfo, count: int) -> None:
+        """`count` deliveries of `info` in a row (a burst of one real-time signal).
+
+        One call if the owner takes a run at once (a receiver's buffer), else `deliver`
+        `count` times; if SystemExit or Ctrl-C escapes, ``undelivered`` says how many of
+        them are owed still (the reader hands them over later).
+        """
+        self.undelivered = 0
+        if self.closed:
+            return
+        if self._deliver_many is not None:
+            try:
+                self._deliver_many(info, count)
+            except Exception as exc:
+                self.loop.call_exception_handler(
+                    {"message": "aiosig subscription callback failed", "exception": exc}
+                )
+            return
+        for done in range(count):
+            try:
+                self.deliver(info)
+            except BaseException:
+                self.undelivered = count - done - 1
+                raise
 
     def close(self, unconsumed: Iterable[SigInfo] = ()) -> None:
         """Stop deliveries; the last subscription of a signal restores its disposition.
