@@ -54,7 +54,8 @@ of consumers found full (recomputing over every consumer made the n-th receiver 
 cost O(n): 1.6 ms each at 10,000). Which consumers are full is exact after each read (a
 read checks every room before it reads) and after a consumer says its room grew
 (`Consumer.refresh`); in between the mask may include a signal whose consumer just filled
-up, which the read then finds (no room: nothing is read, and the mask is recomputed).
+up, which the next readable event then finds (no room: nothing is read, and the mask is
+recomputed).
 
 This module sits above the hub (it subscribes through it); the hub never imports it.
 """
@@ -297,6 +298,8 @@ class PreciseSource:
     def update(self, consumer: Consumer) -> None:
         """`consumer`'s room changed: recompute the mask for its signals only (Rule 4)."""
         if consumer.room() > 0:
+            if consumer not in self._full and consumer.precise_signals <= self._mask:
+                return  # read already, and it blocks nothing: nothing can change
             self._full.discard(consumer)
         else:
             self._full.add(consumer)
@@ -378,8 +381,11 @@ class PreciseSource:
         if limit <= 0:
             self.refresh()
             return
+        # No refresh after the read: a consumer it filled up (a wait that completed) usually
+        # has room again before the next delivery (the next wait), and shrinking the mask now
+        # would cost two signalfd calls per wait. If a delivery comes first, it finds no room
+        # above, and the mask is recomputed then.
         self._offer_all(_platform.read_signalfd(self._fd, limit), None)
-        self.refresh()
 
     def _offer_all(self, infos: list[SigInfo], first: tuple[Consumer, ...] | None) -> None:
         """Offer each of `infos` to every consumer that wants it and has room.
