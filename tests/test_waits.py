@@ -204,6 +204,26 @@ async def test_sigqueue_value_arrives_with_a_precise_wait() -> None:
     assert (info.si_value, info.si_code, info.si_pid) == (42, -1, os.getpid())  # SI_QUEUE
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("turn_between", [False, True])
+async def test_signals_queued_while_a_completed_wait_has_not_resumed_go_to_the_next_waits(
+    turn_between: bool,
+) -> None:
+    # The first wait reads one; the rest arrive while it has no room (completed, not yet
+    # resumed) and must stay in the kernel, in order, for the next waits.
+    with aiosig.block(signal.SIGRTMIN):
+        values = []
+        async with asyncio.timeout(TIMEOUT):
+            for value in range(4):
+                aiosig.sigqueue(os.getpid(), signal.SIGRTMIN, value=value)
+            for _ in range(4):
+                values.append((await aiosig.sigwaitinfo([signal.SIGRTMIN])).si_value)
+                if turn_between:
+                    await asyncio.sleep(0.01)
+        assert values == [0, 1, 2, 3]
+        assert signal.SIGRTMIN not in signal.sigpending()
+
+
 PRECISE_FLOOD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
