@@ -80,12 +80,19 @@ class HandlerHandle:
             if self.policy == "serial":
                 self._again = info
             return
-        self._run(info)  # an exception reaches the loop's exception handler through the source
+        # `_run`, inlined for the common case: a call less per subscriber (fan-out). An
+        # exception reaches the loop's exception handler through the source.
+        result = self._fn(info)
+        if result is not None:
+            self._start(result)
 
     def _run(self, info: SigInfo) -> None:
         result = self._fn(info)
-        if result is None:  # a plain function's usual result, without isawaitable's checks
-            return
+        if result is not None:  # a plain function's usual result, without isawaitable's checks
+            self._start(result)
+
+    def _start(self, result: object) -> None:
+        """Run what `fn` returned as a task under the policy, if it is awaitable."""
         if asyncio.iscoroutine(result):
             task: asyncio.Task[object] = self._loop.create_task(result)
         elif inspect.isawaitable(result):

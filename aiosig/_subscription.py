@@ -51,7 +51,7 @@ class Subscription:
         self.chain = chain
         self.in_handler = in_handler
         self._on_end = on_end
-        self._deliver = deliver
+        self.callback = deliver  # the reader calls it directly (see `_reader.run_batch`)
         self._deliver_many = deliver_many
         self.undelivered = 0  # of a `deliver_many` that an escaping exception cut short
         self._hub = hub
@@ -63,11 +63,15 @@ class Subscription:
         if self.closed:
             return
         try:
-            self._deliver(info)
+            self.callback(info)
         except Exception as exc:
-            self.loop.call_exception_handler(
-                {"message": "aiosig subscription callback failed", "exception": exc}
-            )
+            self.report(exc)
+
+    def report(self, exc: Exception) -> None:
+        """Hand an exception the callback raised to the loop's exception handler."""
+        self.loop.call_exception_handler(
+            {"message": "aiosig subscription callback failed", "exception": exc}
+        )
 
     def deliver_many(self, info: SigInfo, count: int) -> None:
         """`count` deliveries of `info` in a row (a burst of one real-time signal).
@@ -83,9 +87,7 @@ class Subscription:
             try:
                 self._deliver_many(info, count)
             except Exception as exc:
-                self.loop.call_exception_handler(
-                    {"message": "aiosig subscription callback failed", "exception": exc}
-                )
+                self.report(exc)
             return
         for done in range(count):
             try:
@@ -133,11 +135,12 @@ class Members:
       change when the set of loops or of subscriptions with an ``in_handler`` changes.
     """
 
-    __slots__ = ("_loop_counts", "_order", "_snapshot", "hooks", "loops", "nochain")
+    __slots__ = ("_by_loop", "_loop_counts", "_order", "_snapshot", "hooks", "loops", "nochain")
 
     def __init__(self) -> None:
         self._order: dict[Subscription, None] = {}
         self._snapshot: tuple[Subscription, ...] | None = ()
+        self._by_loop: dict[asyncio.AbstractEventLoop, tuple[Subscription, ...]] | None = {}
         self._loop_counts: dict[asyncio.AbstractEventLoop, int] = {}
         self.loops: tuple[asyncio.AbstractEventLoop, ...] = ()  # the distinct loops
         self.hooks: tuple[Subscription, ...] = ()  # those with an in_handler
@@ -146,7 +149,7 @@ class Members:
     def add(self, sub: Subscription) -> None:
         """Append `sub` (the hub's lock held)."""
         self._order[sub] = None
-        self._snapshot = None
+        self._snapshot = self._by_loop = None
         count = self._loop_counts.get(sub.loop, 0)
         self._loop_counts[sub.loop] = count + 1
         if not count:
@@ -161,7 +164,7 @@ class Members:
         if sub not in self._order:
             return
         del self._order[sub]
-        self._snapshot = None
+        self._snapshot = self._by_loop = None
         count = self._loop_counts[sub.loop] - 1
         if count:
             self._loop_counts[sub.loop] = count
@@ -179,6 +182,21 @@ class Members:
         if snapshot is None:
             snapshot = self._snapshot = tuple(self._order)
         return snapshot
+
+    def by_loop(self) -> dict[asyncio.AbstractEventLoop, tuple[Subscription, ...]]:
+        """The subscriptions of each loop, in order (the hub's lock held): the reader hands
+        each loop one entry per delivery, whatever the number of subscribers (fan-out)."""
+        by_loop = self._by_loop
+        if by_loop is None:
+            if len(self._loop_counts) == 1:
+                by_loop = {self.loops[0]: self.snapshot()}
+            else:
+                lists: dict[asyncio.AbstractEventLoop, list[Subscription]] = {}
+                for sub in self._order:
+                    lists.setdefault(sub.loop, []).append(sub)
+                by_loop = {loop: tuple(subs) for loop, subs in lists.items()}
+            self._by_loop = by_loop
+        return by_loop
 
     def __len__(self) -> int:
         return len(self._order)

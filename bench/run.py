@@ -63,9 +63,15 @@ UNPINNED = {"throughput"}
 
 FULL = {
     "rounds": {
-        "latency": 5, "throughput": 3, "memory": 1, "fullbuffer": 1, "idle": 3, "calls": 2,
-        "fanout": 3, "imports": 1,
-    },  # fmt: skip
+        "latency": 5,
+        "throughput": 3,
+        "memory": 1,
+        "fullbuffer": 1,
+        "idle": 3,
+        "calls": 2,
+        "fanout": 3,
+        "imports": 1,
+    },
     "latency_n": 2000,
     "latency_warmup": 200,
     "throughput_n": 100_000,
