@@ -113,7 +113,9 @@ class Reader:
         carry, self.carry = self.carry, b""
         fresh = pipe.drain(READ_MAX)
         if self._chains.listening:
-            self._chains.forward(fresh.translate(None, self._not_forwarded()))
+            forwarded = fresh.translate(None, self._not_forwarded())
+            if forwarded:
+                self._chains.forward(forwarded)
         data = carry + fresh
         try:
             batches = self._sort(data)
