@@ -242,9 +242,8 @@ class Hub:
 
     def _audit_dispositions(self) -> None:
         """The reader's share of `_audit`, every read: ~50 ns a held signal when all is well."""
-        if not is_main_thread():
-            return
-        if self._pending_release or not self._disp.settled():
+        # The read-only checks first: the thread check costs more than they do.
+        if (self._pending_release or not self._disp.settled()) and is_main_thread():
             with signals_held():
                 self._release_pending()
                 self._disp.audit()

@@ -214,9 +214,11 @@ def deliver_batches(batches: Batches, here: asyncio.AbstractEventLoop) -> None:
     In that order because this loop's subscriptions run user code, which may raise
     KeyboardInterrupt or SystemExit out of the batch: the other loops must have theirs by then.
     """
-    mine = batches.pop(here, [])
-    send_batches(batches)
-    run_batch(mine)
+    mine = batches.pop(here, None)
+    if batches:
+        send_batches(batches)
+    if mine:
+        run_batch(mine)
 
 
 def run_batch(batch: Batch) -> None:
