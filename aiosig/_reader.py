@@ -110,13 +110,17 @@ class Reader:
             self.adopt_thieves()
         # Markers written from here on belong to a later read, which judges them (_hub, Rule 3).
         self.suspect = False
-        carry, self.carry = self.carry, b""
+        carry = self.carry
         fresh = pipe.drain(READ_MAX)
         if self._chains.listening:
             forwarded = fresh.translate(None, self._not_forwarded())
             if forwarded:
                 self._chains.forward(forwarded)
-        data = carry + fresh
+        if carry:
+            self.carry = b""
+            data = carry + fresh
+        else:
+            data = fresh
         try:
             batches = self._sort(data)
         except BaseException:
@@ -127,8 +131,10 @@ class Reader:
             raise
         # Half full: bytes may soon be dropped; markers will tell which. A thief seen since
         # the adoption above keeps the trampolines marking too.
-        backlog = len(fresh) + (pipe.backlog() if len(fresh) == READ_MAX else 0)
-        if backlog >= pipe.capacity // 2 or self.thieves:
+        size = len(fresh)
+        if size == READ_MAX:
+            size += pipe.backlog()
+        if size >= pipe.capacity // 2 or self.thieves:
             self.suspect = True
         if not self.suspect:
             # Markers only compare bytes within a suspicious stretch: a byte read before it
