@@ -130,6 +130,7 @@ class Dispositions:
         self._current: list[Trampoline | None] = [None] * _NSIG
         self._deferred: set[int] = set()
         self._watched: set[int] = set()  # released under someone's handler (Rule 2)
+        self._silent: bytes | None = None  # cache of `silent`, dropped at every change
 
     # ---- queries (any thread) --------------------------------------------------------------
 
@@ -141,6 +142,22 @@ class Dispositions:
         """What the process would have for `signum` without aiosig."""
         return unwrap(signal.getsignal(signum))
 
+    def silent(self) -> bytes:
+        """The signals (as bytes) that would reach no Python handler without aiosig.
+
+        Ours, with a trampoline in front of SIG_DFL or SIG_IGN: without aiosig, CPython would
+        not catch them and no wakeup fd would hear of them, so their bytes are not forwarded
+        to the previous owners (``_wakeup``, Rule 4). Cached until the next change.
+        """
+        if self._silent is None:
+            tramps = [self._current[s] for s in (*self.held, *self._deferred)]
+            self._silent = bytes(
+                s
+                for s, t in zip((*self.held, *self._deferred), tramps, strict=True)
+                if t is not None and not callable(t.behind)
+            )
+        return self._silent
+
     # ---- references ------------------------------------------------------------------------
 
     def take(self, signum: int) -> None:
@@ -150,6 +167,7 @@ class Dispositions:
         self._deferred.discard(signum)
         self.refs[signum] += 1
         self.held.add(signum)
+        self._silent = None
 
     def drop(self, signum: int) -> bool:
         """One reference less; True if it was the last (the disposition was restored)."""
@@ -172,8 +190,10 @@ class Dispositions:
         tramp = Trampoline(self._on_signal, unwrap(_getsignal(signum)))
         tramp.behind = unwrap(signal.signal(signum, tramp))  # swap: the truth, not a guess
         self._current[signum] = tramp
+        self._silent = None
 
     def _restore(self, signum: int) -> None:
+        self._silent = None
         installed = _getsignal(signum)
         if type(installed) is not Trampoline:
             self._current[signum] = None
@@ -196,6 +216,7 @@ class Dispositions:
         if tramp is None:  # the audit just completed its deferred restore: no longer ours
             return unwrap(signal.signal(signum, handler))
         old, tramp.behind = tramp.behind, handler
+        self._silent = None
         return old
 
     # ---- audit -----------------------------------------------------------------------------
@@ -229,6 +250,7 @@ class Dispositions:
                 continue
             if type(installed) is Trampoline:
                 self._current[signum] = installed  # an older one put back by its saver
+                self._silent = None
             else:
                 self._put_in_front(signum)  # a handler installed over ours: chain to it
 
@@ -246,6 +268,7 @@ class Dispositions:
         self.refs = [0] * _NSIG
         self.held.clear()
         self._current = [None] * _NSIG
+        self._silent = None
         self._deferred.clear()
         self._watched.clear()
         return mine

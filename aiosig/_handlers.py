@@ -80,14 +80,27 @@ class HandlerHandle:
             if self.policy == "serial":
                 self._again = info
             return
-        self._run(info)  # an exception reaches the loop's exception handler through the source
+        # `_run`, inlined for the common case: a call less per subscriber (fan-out). An
+        # exception reaches the loop's exception handler through the source.
+        result = self._fn(info)
+        if result is not None:
+            self._start(result)
 
     def _run(self, info: SigInfo) -> None:
         result = self._fn(info)
-        if inspect.isawaitable(result):
-            task: asyncio.Task[object] = asyncio.ensure_future(result, loop=self._loop)
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
+        if result is not None:  # a plain function's usual result, without isawaitable's checks
+            self._start(result)
+
+    def _start(self, result: object) -> None:
+        """Run what `fn` returned as a task under the policy, if it is awaitable."""
+        if asyncio.iscoroutine(result):
+            task: asyncio.Task[object] = self._loop.create_task(result)
+        elif inspect.isawaitable(result):
+            task = asyncio.ensure_future(result, loop=self._loop)
+        else:
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)

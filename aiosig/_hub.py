@@ -10,6 +10,9 @@ Rule 2 (bytes are the hot path): while the hub owns the wakeup fd, every deliver
 byte into its pipe. A reader registered on each subscribing loop reads it (64 KiB at most
 per wakeup, so consumers run between the reads of a burst), dispatches one delivery per byte
 (so real-time signals are counted exactly) and forwards the bytes to the previous owners.
+A read that holds one signal only (a flood of one real-time signal) is dispatched as one
+run per subscription (``Subscription.deliver_many``: a receiver buffers the run at once),
+counted in C rather than in a pass over every byte.
 Deliveries run outside the hub's lock. The trampoline adds one swap to that path. The read
 side (markers, orphans, sorting by loop) is ``_reader``.
 
@@ -100,8 +103,10 @@ from ._reader import Batches, Reader, deliver_batches, send_batches
 from ._siginfo import SigInfo
 from ._subscription import (
     Deliver,
+    DeliverMany,
     FrameHook,
     Handler,
+    Members,
     Reservation,
     Subscription,
     check_signal,
@@ -125,14 +130,12 @@ class Hub:
         self._owning = False
         self._stale_fd_watch = False  # see _restore_fd
         self._disp = Dispositions(self._on_signal, fresh_handler)
-        self._subs: list[tuple[Subscription, ...]] = [()] * _NSIG
-        self._nochain = [False] * _NSIG  # some subscription took over the signal's meaning
-        self._hooks: list[tuple[Subscription, ...]] = [()] * _NSIG  # those with in_handler
+        self._subs = [Members() for _ in range(_NSIG)]
         self._loops = LoopReaders(self._on_readable, self._loop_shutting_down)
         self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self._pending_release: list[int] = []
         self.stats = {"dispatched": 0, "recovered": 0, "thefts": 0}
-        self._reader = Reader(self._subs, self._chains, self.stats)
+        self._reader = Reader(self._subs, self._chains, self.stats, self._disp.silent)
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
@@ -170,24 +173,25 @@ class Hub:
                     self.stats["thefts"] += 1
             if self._reader.suspect:
                 self._reader.mark(pipe, signum)
-        for sub in self._hooks[signum]:  # a tuple replaced whole, never mutated: safe here
+        members = self._subs[signum]
+        for sub in members.hooks:  # a tuple replaced whole, never mutated: safe here
             try:
                 sub.in_handler(signum, frame)  # type: ignore[misc]
             except Exception as exc:
                 sub.loop.call_soon_threadsafe(_report_hook_error, sub.loop, exc)
         behind = tramp.behind
         if callable(behind):
-            if not self._nochain[signum]:
+            if not members.nochain:
                 behind(signum, frame)  # may raise: Ctrl-C chained to KeyboardInterrupt
-        elif signum in DEFAULT_TERMINATES and self._nobody_can_take(self._subs[signum]):
+        elif signum in DEFAULT_TERMINATES and self._nobody_can_take(members.loops):
             act_as(behind, signum, frame)  # every subscriber's loop is gone: do what it says
 
     @staticmethod
-    def _nobody_can_take(subs: tuple[Subscription, ...]) -> bool:
+    def _nobody_can_take(loops: tuple[asyncio.AbstractEventLoop, ...]) -> bool:
         """True if there are subscriptions and every one's loop was closed (Rule 4)."""
-        if not subs or not subs[0].loop.is_closed():
+        if not loops or not loops[0].is_closed():
             return False  # the common case, without building a generator (0.3 µs)
-        return all(sub.loop.is_closed() for sub in subs)
+        return all(loop.is_closed() for loop in loops)
 
     # ---- ownership ------------------------------------------------------------------------
 
@@ -238,9 +242,8 @@ class Hub:
 
     def _audit_dispositions(self) -> None:
         """The reader's share of `_audit`, every read: ~50 ns a held signal when all is well."""
-        if not is_main_thread():
-            return
-        if self._pending_release or not self._disp.settled():
+        # The read-only checks first: the thread check costs more than they do.
+        if (self._pending_release or not self._disp.settled()) and is_main_thread():
             with signals_held():
                 self._release_pending()
                 self._disp.audit()
@@ -260,7 +263,9 @@ class Hub:
         All of them leave the tables first, so that what one reports unconsumed is not
         discarded on the grounds that another of the same loop is still live.
         """
-        doomed = {sub for s in self._disp.held for sub in self._subs[s] if sub.loop is loop}
+        doomed = {
+            sub for s in self._disp.held for sub in self._subs[s].snapshot() if sub.loop is loop
+        }
         for sub in doomed:
             self._drop_from_tables(sub)
         escaped: BaseException | None = None
@@ -384,6 +389,7 @@ class Hub:
         chain: bool = True,
         in_handler: FrameHook | None = None,
         on_end: Callable[[], object] | None = None,
+        deliver_many: DeliverMany | None = None,
     ) -> Subscription:
         """Deliver every later delivery of `signals` to `deliver(info)`, on `loop`.
 
@@ -399,6 +405,9 @@ class Hub:
                 must not raise (an exception is reported to `loop`'s exception handler).
             on_end: Called instead of closing the subscription when its loop shuts down, so
                 that its owner closes it (reporting what it did not consume).
+            deliver_many: Called as ``deliver_many(info, count)`` for `count` deliveries of
+                one signal in a row, if the owner can take them at once (a buffer); by
+                default `deliver` is called `count` times.
 
         Raises:
             RuntimeError: No loop, SIGCHLD on uvloop, SIGINT before the loop runs, or a
@@ -414,7 +423,7 @@ class Hub:
         reason = refusal(signums, loop)
         if reason is not None:
             raise RuntimeError(reason)
-        sub = Subscription(self, signums, deliver, loop, chain, in_handler, on_end)
+        sub = Subscription(self, signums, deliver, loop, chain, in_handler, on_end, deliver_many)
         if is_main_thread():
             with self._changing():
                 self._audit()
@@ -438,13 +447,7 @@ class Hub:
     def _attach(self, sub: Subscription) -> None:
         self._add_reader(sub.loop)
         for s in sub.signals:
-            self._subs[s] = (*self._subs[s], sub)
-            self._update_trampoline_table(s)
-
-    def _update_trampoline_table(self, signum: int) -> None:
-        subs = self._subs[signum]
-        self._nochain[signum] = any(not sub.chain for sub in subs)
-        self._hooks[signum] = tuple(sub for sub in subs if sub.in_handler is not None)
+            self._subs[s].add(sub)
 
     def reserve(self, signals: Iterable[int]) -> Reservation:
         """Install `signals` from the main thread without a loop, for loops in other threads.
@@ -519,16 +522,14 @@ class Hub:
                 signum = int(info.si_signo)
                 if info.synthetic:
                     continue  # no signal was sent: there is nothing to raise again
-                if not any(not other.loop.is_closed() for other in self._subs[signum]):
+                if all(loop.is_closed() for loop in self._subs[signum].loops):
                     self._reader.orphan(signum)  # nobody else saw it: see Rule 4
             self.release(sub.signals)
 
     def _drop_from_tables(self, sub: Subscription) -> None:
         """Stop delivering to `sub` (the hub's lock held); the references stay."""
         for s in sub.signals:
-            if sub in self._subs[s]:
-                self._subs[s] = tuple(x for x in self._subs[s] if x is not sub)
-                self._update_trampoline_table(s)
+            self._subs[s].discard(sub)
         if sub.attached:
             sub.attached = False
             loop = sub.loop
@@ -593,11 +594,13 @@ class Hub:
             How many subscriptions it was handed to.
         """
         batches: Batches = {}
-        for sub in self._subs[int(info.si_signo)]:  # a tuple replaced whole: no lock needed
-            if not sub.loop.is_closed():
-                batches.setdefault(sub.loop, []).append((sub, info))
+        with self._lock:  # the members' per-loop view is rebuilt under it
+            by_loop = self._subs[int(info.si_signo)].by_loop()
+        for loop, subs in by_loop.items():
+            if not loop.is_closed():
+                batches[loop] = [(subs, info, 1)]
         send_batches(batches)  # queued even for the calling loop, as a read wakeup would be
-        return sum(len(batch) for batch in batches.values())
+        return sum(len(subs) for batch in batches.values() for subs, _, _ in batch)
 
     # ---- aiosig.core support (main thread; the caller validated the arguments) ------------
 
@@ -645,14 +648,14 @@ class Hub:
                 signal.set_wakeup_fd(cur)
         with contextlib.suppress(ValueError, OSError, TypeError):
             self._disp.forget()  # nothing is pending in a new child
-        for subs in self._subs:
-            for sub in subs:
+        for members in self._subs:
+            for sub in members.snapshot():
                 sub.closed = True  # closing one in the child must not touch the new hub
         self._chains.close()
         pipe.close()
         self._pipe = None
         self._owning = False
-        self._subs[:] = [()] * _NSIG  # in place: the reader shares the table
+        self._subs[:] = [Members() for _ in range(_NSIG)]  # in place: the reader shares it
         self._loops.clear()
 
 

@@ -48,6 +48,15 @@ what it had not offered yet (to the other consumers of that delivery, and the de
 after it) is carried and offered first at the next read, in order, as the hub's reader
 carries a batch (``_reader.run_batch``).
 
+Rule 4 (constant cost per consumer): opening or closing one consumer recomputes the mask
+for its own signals only, from a count of the consumers that want each signal and the set
+of consumers found full (recomputing over every consumer made the n-th receiver of a loop
+cost O(n): 1.6 ms each at 10,000). Which consumers are full is exact after each read (a
+read checks every room before it reads) and after a consumer says its room grew
+(`Consumer.refresh`); in between the mask may include a signal whose consumer just filled
+up, which the next readable event then finds (no room: nothing is read, and the mask is
+recomputed).
+
 This module sits above the hub (it subscribes through it); the hub never imports it.
 """
 
@@ -78,6 +87,7 @@ __all__ = (
 )
 
 _READ_BATCH = 256
+_ABSENT = object()
 
 Offer = Callable[[SigInfo], object]
 Room = Callable[[], int]
@@ -138,7 +148,7 @@ class Consumer:
     def refresh(self) -> None:
         """Tell the precise source that `room` grew (a full receiver was read from)."""
         if self._source is not None and not self._closed:
-            self._source.refresh()
+            self._source.update(self)
 
     def read_pending(self) -> None:
         """Read what the loop's signalfd has now, for every consumer (does not block)."""
@@ -171,6 +181,7 @@ def open_consumer(
     chain: bool = True,
     on_end: Callable[[], object] | None = None,
     in_handler: FrameHook | None = None,
+    offer_many: Callable[[SigInfo, int], object] | None = None,
 ) -> Consumer:
     """Subscribe `offer` to every delivery of `signals` on `loop`, plain and precise (Rule 1).
 
@@ -188,6 +199,8 @@ def open_consumer(
         in_handler: As for `Hub.subscribe`: called inside the trampoline, in the main
             thread, with the interrupted frame. Plain deliveries only: a signal read from
             the signalfd runs no handler.
+        offer_many: Takes `count` plain deliveries of one signal in a row at once (see
+            `Hub.subscribe`'s ``deliver_many``).
 
     Returns:
         The consumer; ``close()`` ends both subscriptions.
@@ -199,7 +212,13 @@ def open_consumer(
     source = precise_source(loop) if precise else None
     try:
         subscription = get_hub().subscribe(
-            signals, offer, loop=loop, chain=chain, in_handler=in_handler, on_end=on_end
+            signals,
+            offer,
+            loop=loop,
+            chain=chain,
+            in_handler=in_handler,
+            on_end=on_end,
+            deliver_many=offer_many,
         )
     except BaseException:
         if source is not None:
@@ -221,7 +240,10 @@ class PreciseSource:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
-        self._consumers: list[Consumer] = []
+        # Rule 4: a dict (O(1) to remove), how many want each signal, and who was full.
+        self._consumers: dict[Consumer, None] = {}
+        self._wanters = [0] * signal.NSIG
+        self._full: set[Consumer] = set()
         self._mask: frozenset[int] = frozenset()
         self._retired = False
         # Read but not yet offered to everyone: see `_offer_all`.
@@ -247,9 +269,11 @@ class PreciseSource:
 
     def add(self, consumer: Consumer) -> None:
         """Start feeding `consumer`."""
-        self._consumers.append(consumer)
+        self._consumers[consumer] = None
+        for signum in consumer.precise_signals:
+            self._wanters[signum] += 1
         try:
-            self.refresh()
+            self.update(consumer)
         except BaseException:
             self.remove(consumer)
             raise
@@ -261,12 +285,44 @@ class PreciseSource:
 
     def remove(self, consumer: Consumer) -> None:
         """Stop feeding `consumer`; the last one retires the source."""
-        with contextlib.suppress(ValueError):
-            self._consumers.remove(consumer)
+        if self._consumers.pop(consumer, _ABSENT) is _ABSENT:
+            return
+        for signum in consumer.precise_signals:
+            self._wanters[signum] -= 1
+        self._full.discard(consumer)
         if self._consumers:
-            self.refresh()
+            self._apply(consumer.precise_signals)
         else:
             self.retire()
+
+    def update(self, consumer: Consumer) -> None:
+        """`consumer`'s room changed: recompute the mask for its signals only (Rule 4)."""
+        if consumer.room() > 0:
+            if consumer not in self._full and consumer.precise_signals <= self._mask:
+                return  # read already, and it blocks nothing: nothing can change
+            self._full.discard(consumer)
+        else:
+            self._full.add(consumer)
+        self._apply(consumer.precise_signals)
+
+    def _apply(self, signums: frozenset[int]) -> None:
+        """Read each of `signums` if someone wants it and no consumer of it is full."""
+        if self._retired:
+            return
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            self.retire()
+            return
+        held_back: set[int] = set()
+        for full in self._full:
+            held_back |= full.precise_signals
+        mask = set(self._mask)
+        for signum in signums:
+            if self._wanters[signum] > 0 and signum not in held_back:
+                mask.add(signum)
+            else:
+                mask.discard(signum)
+        self._set_mask(frozenset(mask))
 
     def refresh(self) -> None:
         """Read exactly the signals whose every consumer has room (call when room changes)."""
@@ -278,9 +334,12 @@ class PreciseSource:
             return
         wanted: set[int] = set()
         full: set[int] = set()
+        self._full = {c for c in self._consumers if c.room() <= 0}
         for consumer in self._consumers:
-            (wanted if consumer.room() > 0 else full).update(consumer.precise_signals)
-        mask = frozenset(wanted - full)
+            (full if consumer in self._full else wanted).update(consumer.precise_signals)
+        self._set_mask(frozenset(wanted - full))
+
+    def _set_mask(self, mask: frozenset[int]) -> None:
         if mask != self._mask:
             _platform.signalfd(self._fd, mask, 0)
             self._mask = mask
@@ -295,6 +354,7 @@ class PreciseSource:
             return
         self._retired = True
         self._consumers.clear()
+        self._full.clear()
         self._mask = frozenset()
         loop = self._loop()
         if loop is not None:
@@ -321,8 +381,11 @@ class PreciseSource:
         if limit <= 0:
             self.refresh()
             return
+        # No refresh after the read: a consumer it filled up (a wait that completed) usually
+        # has room again before the next delivery (the next wait), and shrinking the mask now
+        # would cost two signalfd calls per wait. If a delivery comes first, it finds no room
+        # above, and the mask is recomputed then.
         self._offer_all(_platform.read_signalfd(self._fd, limit), None)
-        self.refresh()
 
     def _offer_all(self, infos: list[SigInfo], first: tuple[Consumer, ...] | None) -> None:
         """Offer each of `infos` to every consumer that wants it and has room.

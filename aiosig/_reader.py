@@ -23,14 +23,16 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 from ._siginfo import PLAIN, SigInfo
-from ._subscription import Subscription
+from ._subscription import Members, Subscription
 from ._wakeup import Chains, SelfPipe
 
 __all__ = (
     "MARKERS",
     "READ_MAX",
+    "Batch",
     "Batches",
     "Reader",
     "deliver_batches",
@@ -43,17 +45,25 @@ MARKERS = [bytes([0x80 | s]) for s in range(_NSIG)]
 _NOT_SIGNALS = bytes([0, *range(0x80, 0x100)])  # wakeups and markers: never forwarded
 READ_MAX = 65536  # per wakeup: consumers run between reads of a burst (SelfPipe.drain)
 
-Batches = dict[asyncio.AbstractEventLoop, list[tuple[Subscription, SigInfo]]]
+# Per loop, in order: (its subscriptions of the signal, delivery, how many times in a row).
+Batch = list[tuple[tuple[Subscription, ...], SigInfo, int]]
+Batches = dict[asyncio.AbstractEventLoop, Batch]
 
 
 class Reader:
     """The read side of the hub: the pipe's bytes in, deliveries sorted by loop out."""
 
     def __init__(
-        self, subs: list[tuple[Subscription, ...]], chains: Chains, stats: dict[str, int]
+        self,
+        subs: list[Members],
+        chains: Chains,
+        stats: dict[str, int],
+        silent: Callable[[], bytes],
     ) -> None:
         self._subs = subs  # the hub's own table, updated in place
         self._chains = chains
+        self._silent = silent
+        self._unforwarded = (b"", _NOT_SIGNALS)  # (silent, what translate deletes)
         self._stats = stats
         self.carry = b""  # bytes a raising chained handler kept from being dispatched
         # Written by the trampoline too (plain attributes, list items, list.append).
@@ -96,13 +106,21 @@ class Reader:
 
     def read(self, pipe: SelfPipe) -> Batches:
         """Read one chunk (the hub's lock held) and sort its deliveries by loop."""
-        self.adopt_thieves()
+        if self.thieves:
+            self.adopt_thieves()
         # Markers written from here on belong to a later read, which judges them (_hub, Rule 3).
         self.suspect = False
-        carry, self.carry = self.carry, b""
+        carry = self.carry
         fresh = pipe.drain(READ_MAX)
-        self._chains.forward(fresh.translate(None, _NOT_SIGNALS))
-        data = carry + fresh
+        if self._chains.listening:
+            forwarded = fresh.translate(None, self._not_forwarded())
+            if forwarded:
+                self._chains.forward(forwarded)
+        if carry:
+            self.carry = b""
+            data = carry + fresh
+        else:
+            data = fresh
         try:
             batches = self._sort(data)
         except BaseException:
@@ -113,14 +131,23 @@ class Reader:
             raise
         # Half full: bytes may soon be dropped; markers will tell which. A thief seen since
         # the adoption above keeps the trampolines marking too.
-        backlog = len(fresh) + (pipe.backlog() if len(fresh) == READ_MAX else 0)
-        if backlog >= pipe.capacity // 2 or self.thieves:
+        size = len(fresh)
+        if size == READ_MAX:
+            size += pipe.backlog()
+        if size >= pipe.capacity // 2 or self.thieves:
             self.suspect = True
         if not self.suspect:
             # Markers only compare bytes within a suspicious stretch: a byte read before it
             # must not hide the loss of a later delivery.
             self.seen = [0] * _NSIG
         return batches
+
+    def _not_forwarded(self) -> bytes:
+        """Wakeups, markers, and the bytes of signals no previous owner would hear of."""
+        silent = self._silent()
+        if silent is not self._unforwarded[0]:
+            self._unforwarded = (silent, _NOT_SIGNALS + silent)
+        return self._unforwarded[1]
 
     def read_all(self, pipe: SelfPipe) -> None:
         """Read the pipe empty and hand every delivery to its loop (the hub's lock held)."""
@@ -134,6 +161,14 @@ class Reader:
         """One delivery per signal byte, plus what markers say went elsewhere, by loop."""
         batches: Batches = {}
         seen, orphans = self.seen, self._orphans
+        first = data[0] if data else 0
+        if 0 < first < 0x80 and data.count(first) == len(data):
+            # One signal only (a flood, or a single delivery): one entry per subscription
+            # for the whole run, counted in C, instead of a pass per byte (Rule 2 of _hub).
+            seen[first] += len(data)
+            if not self._add(first, batches, len(data)):
+                orphans[first] += len(data)
+            data = b""
         for byte in data:
             if byte >= 0x80:
                 self._on_marker(byte & 0x7F, batches)
@@ -150,15 +185,16 @@ class Reader:
                     self._on_marker(signum, batches)
         return batches
 
-    def _add(self, signum: int, batches: Batches) -> int:
-        """Queue one plain delivery of `signum` for each live subscription; how many."""
+    def _add(self, signum: int, batches: Batches, count: int = 1) -> int:
+        """Queue `count` plain deliveries of `signum` for each live subscription; how many
+        subscriptions."""
         n = 0
         info = PLAIN[signum]
-        for sub in self._subs[signum]:
-            if not sub.loop.is_closed():
-                batches.setdefault(sub.loop, []).append((sub, info))
-                n += 1
-        self._stats["dispatched"] += n
+        for loop, subs in self._subs[signum].by_loop().items():
+            if not loop.is_closed():
+                batches.setdefault(loop, []).append((subs, info, count))
+                n += len(subs)
+        self._stats["dispatched"] += n * count
         return n
 
     def _on_marker(self, signum: int, batches: Batches) -> None:
@@ -184,20 +220,42 @@ def deliver_batches(batches: Batches, here: asyncio.AbstractEventLoop) -> None:
     In that order because this loop's subscriptions run user code, which may raise
     KeyboardInterrupt or SystemExit out of the batch: the other loops must have theirs by then.
     """
-    mine = batches.pop(here, [])
-    send_batches(batches)
-    run_batch(mine)
+    mine = batches.pop(here, None)
+    if batches:
+        send_batches(batches)
+    if mine:
+        run_batch(mine)
 
 
-def run_batch(batch: list[tuple[Subscription, SigInfo]]) -> None:
+def run_batch(batch: Batch) -> None:
     """Deliver in order, on the calling loop; what an escaping exception interrupts follows."""
-    for i, (sub, info) in enumerate(batch):
+    for i, (subs, info, count) in enumerate(batch):
+        sub = subs[0]
         try:
-            sub.deliver(info)  # an Exception goes to the loop; SystemExit and Ctrl-C pass
+            # An Exception goes to the loop's handler inside deliver; SystemExit and Ctrl-C
+            # pass. One loop per kind, so that a subscriber costs one call (fan-out).
+            if count == 1:
+                for sub in subs:  # Subscription.deliver, inlined: a call less per subscriber
+                    if not sub.closed:
+                        try:
+                            sub.callback(info)
+                        except Exception as exc:
+                            sub.report(exc)
+            else:
+                for sub in subs:
+                    sub.deliver_many(info, count)
         except BaseException:
-            if i + 1 < len(batch):  # the rest still reaches its subscriptions, later
+            rest: Batch = []
+            left = sub.undelivered if count > 1 else 0
+            if left:
+                rest.append(((sub,), info, left))
+            after = subs[subs.index(sub) + 1 :]
+            if after:
+                rest.append((after, info, count))
+            rest += batch[i + 1 :]
+            if rest:  # the rest still reaches its subscriptions, later
                 with contextlib.suppress(RuntimeError):
-                    sub.loop.call_soon(run_batch, batch[i + 1 :])
+                    sub.loop.call_soon(run_batch, rest)
             raise
 
 

@@ -32,6 +32,7 @@ same treatment.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import operator
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -77,7 +78,13 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
         # Set before subscribing: the hub may end the receiver (its `close`) at any point after.
         self._consumer: Consumer | None = None
         consumer = self._consumer = open_consumer(
-            signums, self.offer, self.room, self._loop, chain=chain, on_end=self.close
+            signums,
+            self.offer,
+            self.room,
+            self._loop,
+            chain=chain,
+            on_end=self.close,
+            offer_many=self.offer_many,
         )
         self.precise_signals = consumer.precise_signals
 
@@ -97,6 +104,17 @@ class SignalReceiver(AsyncClosing, AsyncIterator[SigInfo]):
             self.overflowed += 1
             return
         self._buffer.append(info)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def offer_many(self, info: SigInfo, count: int) -> None:
+        """Buffer `count` deliveries of `info` at once (a burst); what does not fit overflows."""
+        taken = min(count, self.maxsize - len(self._buffer))
+        self.overflowed += count - taken
+        if taken <= 0:
+            return
+        self._buffer.extend(itertools.repeat(info, taken))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

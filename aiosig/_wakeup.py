@@ -44,6 +44,15 @@ deaf meanwhile. With aiosig, each owner that took the fd is pushed, and every on
 hears every signal: nobody goes deaf, and an owner that closed its fd (uvloop at the end of
 each run) drops out at the first write. The top entry is what the user sees as the wakeup fd
 and what the hub restores.
+
+What is forwarded is what the owners would have heard without aiosig: CPython writes a byte
+only for a signal with a Python-level handler, so the bytes of a signal that aiosig holds in
+front of SIG_DFL or SIG_IGN are not forwarded (``Dispositions.silent``). An owner that
+handles a signal (asyncio's or uvloop's ``add_signal_handler``, a user's own handler) has
+installed a Python handler for it, which the trampoline chains to, so it hears every byte it
+would have. Measured: forwarding every byte to a uvloop run's self-pipe cost about 4 us per
+delivery (the send, and uvloop waking up to read a byte it then ignores), 20 % of a round
+trip.
 """
 
 from __future__ import annotations
@@ -341,6 +350,14 @@ class Chains:
         with contextlib.suppress(OSError):
             self.reserve()
         return chain
+
+    @property
+    def listening(self) -> bool:
+        """True if there is anyone to forward to (the read skips the copy otherwise)."""
+        for chain in self._stack:  # noqa: SIM110 (a loop, not any(): this runs on every read)
+            if chain.alive:
+                return True
+        return False
 
     def forward(self, data: bytes) -> None:
         """Write `data` to every live owner; forget the dead ones."""

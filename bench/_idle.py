@@ -5,9 +5,10 @@ round through the scheduler) with nothing installed, then with one idle subscrip
 kind, then with 10,000 idle aiosig receivers. An idle subscription is a registered fd that is
 never readable, so it should cost nothing per iteration; this checks it.
 
-Per call: the cost of one subscribe-and-unsubscribe pair (what every ``aiosig.sigwaitinfo``
-on a signal that is not pending pays), and of a precise ``sigwaitinfo`` on a signal that is
-already pending, next to the stdlib's blocking one (both include the ``sigqueue`` to self).
+Per call: the cost of one subscribe-and-unsubscribe pair (what an ``aiosig.sigwaitinfo`` on
+a signal that is not blocked pays; consecutive waits on blocked signals share one), and of a
+precise ``sigwaitinfo`` on a signal that is already pending, next to the stdlib's blocking
+one (both include the ``sigqueue`` to self).
 """
 
 from __future__ import annotations

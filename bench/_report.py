@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import _fanout
 import _idle
+import _imports
 import _latency
 import _memory
 import _throughput
@@ -21,7 +23,7 @@ def group(results: list[dict[str, Any]]) -> dict[tuple[str, str, str, int], list
     out: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         if r.get("ok"):
-            n = r["n"] if r["scenario"] == "memory" else 0
+            n = r["n"] if r["scenario"] in ("memory", "fanout") else 0
             out[(r["scenario"], r["mech"], r["loop"], n)].append(r["data"])
     return out
 
@@ -167,6 +169,40 @@ def table_calls(g: dict) -> str:
     return markdown(header, rows)
 
 
+def table_fanout(g: dict, ns: tuple[int, ...]) -> str:
+    header = ["subscribers of one signal", "N"]
+    for loop in ("asyncio", "uvloop"):
+        header += [f"{loop} median µs (range)", "p99 µs", "x N=1"]
+    rows = []
+    for mech in _fanout.MECHANISMS:
+        one = {
+            loop: stat(g.get(("fanout", mech, loop, ns[0]), []), "median_us")[0]
+            for loop in ("asyncio", "uvloop")
+        }
+        for n in ns:
+            row = [mech.replace(" x N", "").replace(" N ", f" {n:,} "), f"{n:,}"]
+            for loop in ("asyncio", "uvloop"):
+                data = g.get(("fanout", mech, loop, n), [])
+                med = stat(data, "median_us")
+                row += [spread(med), fmt(stat(data, "p99_us")[0]), fmt(med[0] / one[loop], 2)]
+            rows.append(row)
+    return markdown(header, rows)
+
+
+def table_imports(g: dict) -> str:
+    header = ["", "median ms"]
+    rows = []
+    for mech in _imports.MECHANISMS:
+        data = g.get(("imports", mech, "none", 0), [])
+        rows += [
+            ["python -c 'import asyncio' (fresh interpreter)", fmt(stat(data, "asyncio_ms")[0])],
+            ["python -c 'import asyncio, aiosig'", fmt(stat(data, "with_aiosig_ms")[0])],
+            ["difference: what importing aiosig costs", fmt(stat(data, "delta_ms")[0])],
+            ["-X importtime: aiosig's own subtree", fmt(stat(data, "importtime_ms")[0])],
+        ]
+    return markdown(header, rows)
+
+
 def report(results: list[dict[str, Any]], params: dict[str, Any], only: set[str]) -> str:
     """The Markdown tables of every scenario in `only`, then the problems found."""
     g = group(results)
@@ -182,6 +218,9 @@ def report(results: list[dict[str, Any]], params: dict[str, Any], only: set[str]
         ("idle", f"Idle cost: one loop iteration, {params['idle_n']:,} per repeat",
          lambda: table_idle(g, params["idle_many"])),
         ("calls", "Cost of one call", lambda: table_calls(g)),
+        ("fanout", f"Fan-out: one round trip to N subscribers, {params['fanout_trips']:,} per "
+         "round", lambda: table_fanout(g, params["fanout_n"])),
+        ("imports", "Import time", lambda: table_imports(g)),
     ]  # fmt: skip
     for name, title, make in sections:
         if name in only:

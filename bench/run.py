@@ -15,7 +15,9 @@ processes interleaved with the other cases: noise from whatever else runs on the
 spread over every mechanism instead of hitting one. Medians are over rounds; the spread is
 the range of the per-round medians.
 
-Scenarios (see docs/benchmarks.md): latency, throughput, memory, fullbuffer, idle, calls.
+Scenarios (see docs/benchmarks.md): latency, throughput, memory, fullbuffer, idle, calls,
+fanout, imports. ``--charts DIR`` also draws one PNG per section (latency, throughput,
+fan-out) with matplotlib (the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -43,20 +45,33 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 import _common  # noqa: E402
+import _fanout  # noqa: E402
 import _idle  # noqa: E402
+import _imports  # noqa: E402
 import _latency  # noqa: E402
 import _memory  # noqa: E402
 import _throughput  # noqa: E402
 from _report import report  # noqa: E402
 
-SCENARIOS = ("latency", "throughput", "memory", "fullbuffer", "idle", "calls")
-WORKER_TIMEOUT = {"memory": 600.0, "throughput": 120.0}
+SCENARIOS = (
+    "latency", "throughput", "memory", "fullbuffer", "idle", "calls", "fanout", "imports",
+)  # fmt: skip
+WORKER_TIMEOUT = {"memory": 600.0, "throughput": 120.0, "fanout": 120.0, "imports": 300.0}
 # Throughput runs the flooder and the receiver in parallel, on both CPUs; everything else is
 # pinned to one CPU, peers included (see docs/benchmarks.md: it cuts the latency's p99 3x).
 UNPINNED = {"throughput"}
 
 FULL = {
-    "rounds": {"latency": 5, "throughput": 3, "memory": 1, "fullbuffer": 1, "idle": 3, "calls": 2},
+    "rounds": {
+        "latency": 5,
+        "throughput": 3,
+        "memory": 1,
+        "fullbuffer": 1,
+        "idle": 3,
+        "calls": 2,
+        "fanout": 3,
+        "imports": 1,
+    },
     "latency_n": 2000,
     "latency_warmup": 200,
     "throughput_n": 100_000,
@@ -65,6 +80,9 @@ FULL = {
     "idle_many": 1_000,
     "calls_n": 500,
     "fullbuffer_n": 1 << 16,
+    "fanout_n": (1, 10, 100, 1000),
+    "fanout_trips": 1000,
+    "imports_n": 21,
 }
 QUICK = {
     "rounds": dict.fromkeys(SCENARIOS, 1),
@@ -76,6 +94,9 @@ QUICK = {
     "idle_many": 100,
     "calls_n": 100,
     "fullbuffer_n": 1 << 12,
+    "fanout_n": (1, 100),
+    "fanout_trips": 200,
+    "imports_n": 5,
 }
 
 # ---- planning ------------------------------------------------------------------------------
@@ -130,6 +151,10 @@ def plan(params: dict[str, Any], only: set[str]) -> list[dict[str, Any]]:
     add("idle", _idle.IDLE, _idle.NEEDS, kind="idle", n=params["idle_n"],
         many=params["idle_many"])  # fmt: skip
     add("calls", _idle.CALLS, _idle.NEEDS, kind="calls", n=params["calls_n"])
+    for n in params["fanout_n"]:
+        add("fanout", _fanout.MECHANISMS, _fanout.NEEDS, n=n, trips=params["fanout_trips"],
+            warmup=params["latency_warmup"])  # fmt: skip
+    add("imports", _imports.MECHANISMS, _imports.NEEDS, n=params["imports_n"])
     if params["cpu"] is not None:
         for case in cases:
             if case["scenario"] not in UNPINNED:
@@ -208,6 +233,8 @@ def worker(case: dict[str, Any]) -> None:
         "fullbuffer": _memory,
         "idle": _idle,
         "calls": _idle,
+        "fanout": _fanout,
+        "imports": _imports,
     }[case["scenario"]]
     before = _common.signal_state()
     result: dict[str, Any] = {"ok": True}
@@ -286,6 +313,9 @@ def main() -> None:
         metavar="REV",
         help="benchmark aiosig as committed at REV (e.g. HEAD), not the working tree",
     )
+    parser.add_argument(
+        "--charts", metavar="DIR", help="draw one PNG per section in DIR (needs matplotlib)"
+    )
     parser.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -322,6 +352,11 @@ def main() -> None:
         f"{meta['loadavg_start'][0]:.2f} -> {meta['loadavg_end'][0]:.2f}\n"
     )
     print(report(results, params, only))
+    if args.charts:
+        from _charts import draw
+
+        for path in draw(results, params, Path(args.charts)):
+            print(f"chart: {path}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(
             json.dumps({"meta": meta, "params": params, "results": results}, indent=1, default=str)

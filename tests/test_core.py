@@ -127,6 +127,7 @@ def test_replaced_functions_carry_the_stdlib_docstring_and_name(name: str) -> No
 # ---- errors -------------------------------------------------------------------------------
 
 SIGUSR1 = signal.SIGUSR1
+SIGUSR2 = signal.SIGUSR2
 
 # (function name, positional args, keyword args): each must make the stdlib raise, before it
 # changes anything. Names in args are looked up in the `fds` fixture.
@@ -448,6 +449,33 @@ def test_set_wakeup_fd_while_held_chains_the_users_fd(
         assert os.read(r, 16) == bytes([SIGUSR1])
         assert core.set_wakeup_fd(previous) == w
     finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_previous_wakeup_fd_hears_only_signals_it_would_hear_without_aiosig(
+    held: tuple[asyncio.AbstractEventLoop, list[SigInfo]],
+) -> None:
+    # SIGUSR1 has the user's Python handler behind the trampoline: without aiosig, CPython
+    # would write its byte, so the previous owner gets it. SIGUSR2 is held in front of
+    # SIG_DFL: without aiosig no wakeup fd would hear of it (the process would die), so a
+    # loop that owned the fd before (uvloop's run) is not woken up for nothing.
+    loop, deliveries = held
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    subscription = get_hub().subscribe({SIGUSR2}, deliveries.append, loop=loop)
+    try:
+        previous = core.set_wakeup_fd(w, warn_on_full_buffer=False)
+        os.kill(os.getpid(), SIGUSR2)
+        loop.run_until_complete(_until(lambda: deliveries))
+        os.kill(os.getpid(), SIGUSR1)
+        loop.run_until_complete(_until(lambda: len(deliveries) == 2))
+        assert [d.si_signo for d in deliveries] == [SIGUSR2, SIGUSR1]
+        assert os.read(r, 16) == bytes([SIGUSR1])
+        assert core.set_wakeup_fd(previous) == w
+    finally:
+        subscription.close()
         os.close(r)
         os.close(w)
 

@@ -472,3 +472,55 @@ def test_ctrl_c_still_cancels_main_task_and_ends_in_keyboard_interrupt(
     assert "main cancelled" in out
     assert "KeyboardInterrupt" in err
     assert returncode == -signal.SIGINT
+
+
+# ---- many subscriptions of one signal (the table is a dict, issue 10) -------------------------
+
+
+@pytest.mark.asyncio
+async def test_many_subscriptions_of_one_signal_receive_in_order_after_some_closed() -> None:
+    order: list[int] = []
+    subs = [
+        get_hub().subscribe([signal.SIGUSR1], lambda info, n=n: order.append(n)) for n in range(60)
+    ]
+    try:
+        for n in range(0, 60, 3):
+            subs[n].close()
+        subs[1].close()
+        subs[1].close()  # idempotent
+        alive = [n for n in range(60) if n % 3 and n != 1]
+        await send(signal.SIGUSR1)
+        await until(lambda: len(order) >= len(alive), TIMEOUT)
+        assert order == alive
+    finally:
+        for sub in subs:
+            sub.close()
+
+
+@pytest.mark.asyncio
+async def test_user_handler_is_chained_again_only_when_every_taking_over_subscription_closed() -> (
+    None
+):
+    import aiosig.core
+
+    calls: list[int] = []
+    got = Collector()
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: calls.append(signum))
+    try:
+        takers = [get_hub().subscribe([signal.SIGUSR1], got, chain=False) for _ in range(2)]
+        plain = get_hub().subscribe([signal.SIGUSR1], got)
+        try:
+            takers[0].close()
+            await send(signal.SIGUSR1)
+            await got.wait_for(lambda: len(got.infos) == 2)
+            assert calls == []  # one subscription still takes the signal over
+            takers[1].close()
+            await send(signal.SIGUSR1)
+            await got.wait_for(lambda: len(got.infos) == 3)
+            assert calls == [signal.SIGUSR1]
+            assert aiosig.core.getsignal(signal.SIGUSR1) is not None
+        finally:
+            for sub in (*takers, plain):
+                sub.close()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -230,3 +231,30 @@ def test_ctrl_c_by_default_also_reaches_runners_handler_and_cancels_main(flavour
     assert "main finished" not in out
     assert "KeyboardInterrupt" in err
     assert returncode != 0
+
+
+@pytest.mark.asyncio
+async def test_closing_the_full_precise_receiver_among_many_lets_the_others_read_again() -> None:
+    # Precise reading stops while any receiver of the signal is full (back-pressure); it must
+    # start again when that receiver closes, whichever of many it was.
+    with aiosig.block(signal.SIGUSR1):
+        others = [aiosig.open_signal_receiver(signal.SIGUSR1) for _ in range(5)]
+        full = aiosig.open_signal_receiver(signal.SIGUSR1, maxsize=1)
+        last = aiosig.open_signal_receiver(signal.SIGUSR1)
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+                first = await anext(last)
+                assert first.precise and full.pending == 1
+                signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+                await asyncio.sleep(0.05)
+                assert last.pending == 0  # held back in the kernel: `full` has no room
+                assert signal.SIGUSR1 in signal.sigpending()
+                full.close()
+                second = await anext(last)
+                assert second.precise
+                for other in others:
+                    assert [await anext(other), await anext(other)] == [first, second]
+        finally:
+            for receiver in (*others, full, last):
+                receiver.close()

@@ -18,6 +18,7 @@ import pytest
 
 import aiosig
 from tests._util import finish, run_child, send
+from tests.conftest import LoopFactory
 
 TIMEOUT = 10.0
 
@@ -155,6 +156,45 @@ async def test_already_pending_blocked_signal_taken_by_a_wait_reaches_the_loops_
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("blocked_usr1")
+async def test_consecutive_blocked_waits_keep_one_subscription_until_the_next_turn() -> None:
+    from aiosig._hub import get_hub
+    from aiosig._precise import _sources
+
+    loop = asyncio.get_running_loop()
+    sources = set()
+    async with asyncio.timeout(TIMEOUT):  # not wait_for: the waits run in this task's steps
+        for _ in range(3):
+            # Sent while no wait is pending: it stays in the kernel's queue for the next wait.
+            signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+            assert signal.SIGUSR1 in signal.sigpending()
+            info = await aiosig.sigwaitinfo([signal.SIGUSR1])
+            assert info.precise and info.si_pid == os.getpid()
+            assert get_hub().holds(signal.SIGUSR1)  # kept for the next wait
+            sources.add(id(_sources[loop]))
+        assert len(sources) == 1  # one signalfd registration for every wait
+        await asyncio.sleep(0)  # the next turn: nobody took it, so it is closed
+        assert not get_hub().holds(signal.SIGUSR1)
+        assert loop not in _sources
+
+
+@pytest.mark.usefixtures("blocked_usr1")
+def test_a_wait_kept_for_the_next_one_does_not_outlive_run_until_complete(
+    loop_factory: LoopFactory,
+) -> None:
+    from aiosig._hub import get_hub
+
+    loop = loop_factory()
+    try:
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        info = loop.run_until_complete(aiosig.sigtimedwait([signal.SIGUSR1], TIMEOUT))
+        assert info is not None and info.precise
+        assert not get_hub().holds(signal.SIGUSR1)
+    finally:
+        loop.close()
+
+
+@pytest.mark.asyncio
 async def test_sigqueue_value_arrives_with_a_precise_wait() -> None:
     with aiosig.block(signal.SIGRTMIN):
         task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGRTMIN]))
@@ -162,6 +202,26 @@ async def test_sigqueue_value_arrives_with_a_precise_wait() -> None:
         aiosig.sigqueue(os.getpid(), signal.SIGRTMIN, value=42)
         info = await asyncio.wait_for(task, TIMEOUT)
     assert (info.si_value, info.si_code, info.si_pid) == (42, -1, os.getpid())  # SI_QUEUE
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("turn_between", [False, True])
+async def test_signals_queued_while_a_completed_wait_has_not_resumed_go_to_the_next_waits(
+    turn_between: bool,
+) -> None:
+    # The first wait reads one; the rest arrive while it has no room (completed, not yet
+    # resumed) and must stay in the kernel, in order, for the next waits.
+    with aiosig.block(signal.SIGRTMIN):
+        values = []
+        async with asyncio.timeout(TIMEOUT):
+            for value in range(4):
+                aiosig.sigqueue(os.getpid(), signal.SIGRTMIN, value=value)
+            for _ in range(4):
+                values.append((await aiosig.sigwaitinfo([signal.SIGRTMIN])).si_value)
+                if turn_between:
+                    await asyncio.sleep(0.01)
+        assert values == [0, 1, 2, 3]
+        assert signal.SIGRTMIN not in signal.sigpending()
 
 
 PRECISE_FLOOD = textwrap.dedent(
