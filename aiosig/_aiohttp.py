@@ -112,8 +112,15 @@ def run_app(
 
     Args:
         app: The application.
-        host, port, path: Where to listen, as for ``web.run_app``.
-        grace, drain, reload, reopen_logs, exit_status, loop_factory: As for ``aiosig.run``.
+        host: Where to listen, as for ``web.run_app``.
+        port: The TCP port, as for ``web.run_app``.
+        path: A Unix socket path, as for ``web.run_app``.
+        grace: As for ``aiosig.run``.
+        drain: As for ``aiosig.run``.
+        reload: Called on SIGHUP, as for ``aiosig.run``.
+        reopen_logs: As for ``aiosig.run``.
+        exit_status: As for ``aiosig.run``.
+        loop_factory: As for ``aiosig.run``.
         **runner_options: ``web.AppRunner`` arguments (``access_log``, ...).
     """
     aiosig_run(

@@ -81,7 +81,11 @@ def run(
     Args:
         app: The ASGI (or WSGI) application.
         config: hypercorn's configuration; ``worker_class`` "uvloop" runs on uvloop.
-        grace, drain, reload, reopen_logs, exit_status: As for ``aiosig.run``.
+        grace: As for ``aiosig.run``.
+        drain: As for ``aiosig.run``.
+        reload: Called on SIGHUP, as for ``aiosig.run``.
+        reopen_logs: As for ``aiosig.run``.
+        exit_status: As for ``aiosig.run``.
 
     Raises:
         ValueError: ``worker_class`` "trio", or ``workers`` > 1 (hypercorn's own supervisor).

@@ -309,6 +309,7 @@ class Shutdown:
         )
         with contextlib.suppress(OSError):  # stderr closed: ending matters more than saying so
             os.write(2, note.encode())
+        self.children.kill_now()  # they would outlive us, orphaned, outside a container
         end_process(status)
 
     def request(self, reason: ShutdownReason) -> None:

@@ -103,8 +103,12 @@ def run(
 
     Args:
         app: The ASGI application, or its import string ("module:app").
-        grace, drain, reload, reopen_logs, exit_status: As for ``aiosig.run``; `reload` is
-            called on SIGHUP (uvicorn's development autoreloader is not available here).
+        grace: As for ``aiosig.run``.
+        drain: As for ``aiosig.run``.
+        reload: Called on SIGHUP, as for ``aiosig.run`` (uvicorn's development
+            autoreloader is not available here).
+        reopen_logs: As for ``aiosig.run``.
+        exit_status: As for ``aiosig.run``.
         **options: ``uvicorn.Config`` arguments: host, port, loop ("auto", "asyncio",
             "uvloop"), log_level, ...
 

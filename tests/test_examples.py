@@ -82,3 +82,64 @@ def test_tcp_server_drains_its_connections_on_sigterm(flavour: str) -> None:
     assert "draining 2 connection(s)" in out and "all connections closed" in out
     for closing in (busy_lines, idle_lines, busy, idle):
         closing.close()
+
+
+# ---- the server examples ---------------------------------------------------------------------
+
+SERVER_EXAMPLES = {
+    "serve_uvicorn.py": (["--loop", "asyncio"], ["--loop", "uvloop"], "lifespan shutdown"),
+    "serve_hypercorn.py": (["--loop", "asyncio"], ["--loop", "uvloop"], "lifespan shutdown"),
+    "aiohttp_app.py": ([], ["--uvloop"], "cleanup: closing"),
+}
+
+
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("name", sorted(SERVER_EXAMPLES))
+def test_server_example_reloads_on_sighup_and_drains_on_sigterm(name: str, flavour: str) -> None:
+    from tests.test_servers import Served, free_port
+
+    on_asyncio, on_uvloop, last_words = SERVER_EXAMPLES[name]
+    port = free_port()
+    args = [sys.executable, str(ROOT / "examples" / name), "--port", str(port), "--drain", "1"]
+    served = Served(args + (on_asyncio if flavour == "asyncio" else on_uvloop), port)
+    try:
+        assert served.get_status("/healthz") == (200, "ok\n")
+        served.signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert served.get("/") == "hello\n"  # still serving after the reload
+        served.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert served.get_status("/healthz") == (503, "draining\n")  # during the drain
+        returncode, out, err = served.finish()
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.communicate()
+    assert returncode == -signal.SIGTERM, err
+    assert out.count("settings loaded") == 2, out  # at startup, then on SIGHUP
+    assert last_words in out
+
+
+def test_gunicorn_example_config_runs_the_aiosig_worker() -> None:
+    from tests.test_servers import Served, free_port
+
+    port = free_port()
+    args = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "examples" / "gunicorn.conf.py")]
+    served = Served(args, port, PORT=str(port), WORKERS="1")
+    try:
+        assert served.get_status("/healthz") == (200, "ok\n")
+        served.signal(signal.SIGHUP)  # gunicorn reloads: a new worker loads the settings
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and served.proc.poll() is None:
+            time.sleep(0.2)
+            if served.get("/") == "hello\n":
+                break
+        served.signal(signal.SIGTERM)
+        returncode, out, err = served.finish()
+    finally:
+        if served.proc.poll() is None:
+            served.proc.kill()
+            served.proc.communicate()
+    assert returncode == 0, err
+    assert out.count("settings loaded") >= 2 and "lifespan shutdown" in out, (out, err)
+    assert "exited with code" not in err and "was sent" not in err, err

@@ -163,7 +163,7 @@ def env() -> dict[str, str]:
 class Served:
     """A server in a child process, listening on `port`."""
 
-    def __init__(self, args: list[str], port: int) -> None:
+    def __init__(self, args: list[str], port: int, **extra_env: str) -> None:
         self.port = port
         self.proc = subprocess.Popen(
             args,
@@ -171,7 +171,7 @@ class Served:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env(),
+            env={**env(), **extra_env},
             cwd=ROOT,
         )
         deadline = time.monotonic() + 15
@@ -187,10 +187,14 @@ class Served:
         raise AssertionError(f"the server did not listen on {port}\n{out}\n{err}")
 
     def get(self, path: str, timeout: float = 10) -> str:
+        return self.get_status(path, timeout)[1]
+
+    def get_status(self, path: str, timeout: float = 10) -> tuple[int, str]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             connection.request("GET", path)
-            return connection.getresponse().read().decode()
+            response = connection.getresponse()
+            return response.status, response.read().decode()
         finally:
             connection.close()
 

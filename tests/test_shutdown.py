@@ -91,7 +91,7 @@ def _unshare_works() -> bool:
     return probe.returncode == 0
 
 
-PID1 = ("unshare", "--pid", "--fork", "--mount-proc")
+PID1 = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 
 
 def _namespace_init(unshare: Child) -> int:
