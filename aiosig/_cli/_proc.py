@@ -9,7 +9,14 @@ from __future__ import annotations
 import os
 import pwd
 
-__all__ = ("NoProcess", "command_line", "read_status", "thread_ids", "user_name")
+__all__ = (
+    "NoProcess",
+    "command_line",
+    "read_status",
+    "short_command",
+    "thread_ids",
+    "user_name",
+)
 
 
 class NoProcess(LookupError):
@@ -27,6 +34,13 @@ def command_line(pid: int) -> list[str] | None:
             return [f"[{file.read().decode(errors='replace').rstrip()}]"]
     except OSError:
         return None
+
+
+def short_command(command: list[str] | None) -> str:
+    """A command line for 80 columns: the program's base name, then its arguments."""
+    if not command:
+        return "(exited)"
+    return " ".join([os.path.basename(command[0]) or command[0], *command[1:]])
 
 
 def user_name(uid: int) -> str | None:

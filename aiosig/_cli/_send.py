@@ -14,7 +14,7 @@ from typing import Any
 
 from .._platform import sigqueue
 from ._common import CliError, add_command, fit, out, signal_arg, width
-from ._proc import command_line
+from ._proc import command_line, short_command
 from ._words import signal_name
 
 __all__ = ("add_parser", "send")
@@ -91,7 +91,7 @@ def send(args: argparse.Namespace) -> int:
         if exc.errno == errno.EAGAIN:
             raise CliError(f"{exc.strerror}") from None
         raise CliError(f"could not signal process {pid}: {exc.strerror}") from None
-    who = f"{pid} ({' '.join(command)})" if command else str(pid)
+    who = f"{pid} ({short_command(command)})" if command else str(pid)
     if signum == 0:
         said = f"process {who} exists and may be signalled"
     elif value is None:

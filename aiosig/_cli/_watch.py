@@ -35,10 +35,10 @@ from .._receiver import open_signal_receiver
 from .._siginfo import SigInfo
 from .._spawn import block
 from ._common import CliError, add_command, fit, out, print_json, signal_arg, width
-from ._proc import command_line, user_name
+from ._proc import command_line, short_command, user_name
 from ._words import SENDER_CODES, describe_code, signal_name
 
-__all__ = ("add_parser", "watch")
+__all__ = ("Seen", "add_parser", "default_signals", "watch")
 
 EXAMPLES = """\
 examples:
@@ -49,9 +49,9 @@ examples:
   In another terminal: aiosig send <pid> RTMIN+1 --value 7
 
 output:
-  05:21:03.512 SIGTERM kill from 4242 root(0): /usr/bin/python3 deploy.py
-  05:21:04.100 SIGRTMIN+1 sigqueue, value 7 from 4250 alice(1000): aiosig send...
-  05:21:05.001 SIGCHLD child exited with status 3 from 4260 root(0): (exited)
+  05:21:03.512 SIGTERM kill from pid 4242 root(0): python3 deploy.py --prod
+  05:21:04.100 SIGRTMIN+1 sigqueue, value 7 from pid 4250 ann(1000): aiosig s...
+  05:21:05.001 SIGCHLD child exited with status 3 from pid 4260 root(0): (exited)
 """
 
 
@@ -125,7 +125,7 @@ async def _watch(signals: list[int], pids: frozenset[int], count: int | None, as
         )
         printed = 0
         async for info in receiver:
-            seen = _Seen.take(info)
+            seen = Seen.take(info)
             if pids and info.si_pid not in pids:
                 continue
             if as_json:
@@ -138,7 +138,7 @@ async def _watch(signals: list[int], pids: frozenset[int], count: int | None, as
     return 0
 
 
-class _Seen:
+class Seen:
     """One delivery, with what /proc said about its sender at once (Rule 2)."""
 
     def __init__(self, info: SigInfo, when: datetime.datetime, command: list[str] | None):
@@ -147,23 +147,24 @@ class _Seen:
         self.command = command
 
     @classmethod
-    def take(cls, info: SigInfo) -> _Seen:
+    def take(cls, info: SigInfo) -> Seen:
         command = command_line(info.si_pid) if info.si_pid and _names_a_process(info) else None
         return cls(info, datetime.datetime.now(), command)
 
     def _sender(self) -> bool:
         return bool(self.info.si_pid) and _names_a_process(self.info)
 
-    def line(self) -> str:
+    def line(self, *, with_time: bool = True) -> str:
         info = self.info
         _, what = describe_code(info)
-        head = f"{self.when:%H:%M:%S.%f}"[:-3] + f" {signal_name(info.si_signo)} {what}"
+        head = f"{signal_name(info.si_signo)} {what}"
+        if with_time:
+            head = f"{self.when:%H:%M:%S.%f}"[:-3] + " " + head
         if not self._sender():
             return head
         uid = info.si_uid if info.si_uid is not None else -1
         who = f"{user_name(uid) or '?'}({uid})"
-        command = " ".join(self.command) if self.command else "(exited)"
-        return f"{head} from {info.si_pid} {who}: {command}"
+        return f"{head} from pid {info.si_pid} {who}: {short_command(self.command)}"
 
     def as_json(self) -> dict[str, Any]:
         info = self.info
