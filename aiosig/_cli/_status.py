@@ -23,7 +23,7 @@ EXAMPLES = """\
 examples:
   aiosig status 4242                the signal state of process 4242
   aiosig status 4242 --threads      and of each of its threads
-  aiosig status $$ --json           one JSON object (per thread too, with --threads)
+  aiosig status $$ --json           as JSON: one object (and one per thread)
 
 output:
   process 4242 (python3): 2 threads, 0 of 63418 queued signals

@@ -42,7 +42,7 @@ __all__ = ("Seen", "add_parser", "default_signals", "watch")
 
 EXAMPLES = """\
 examples:
-  aiosig watch                      every signal but SIGINT (Ctrl-C stops the watch)
+  aiosig watch                      every signal but SIGINT, which stops it
   aiosig watch TERM HUP --json      SIGTERM and SIGHUP, one JSON object per line
   aiosig watch --pid-filter 4242    only what process 4242 sends
 
@@ -51,7 +51,7 @@ examples:
 output:
   05:21:03.512 SIGTERM kill from pid 4242 root(0): python3 deploy.py --prod
   05:21:04.100 SIGRTMIN+1 sigqueue, value 7 from pid 4250 ann(1000): aiosig s...
-  05:21:05.001 SIGCHLD child exited with status 3 from pid 4260 root(0): (exited)
+  05:21:05.001 SIGCHLD child exited with status 3 from pid 426 root(0): sleep
 """
 
 
