@@ -105,17 +105,19 @@ def test_a_command_that_cannot_be_found_exits_127_as_a_shell_does() -> None:
     assert aiosig("run", "--", "/nonexistent/cmd").returncode == 127
 
 
+USERNS = ("unshare", "--user", "--map-root-user")
+
+
 def test_no_permission_to_signal_is_one_line_and_non_zero() -> None:
     # A process of another user, signalled from a user namespace where we hold no CAP_KILL
     # over it (as root we could signal anyone).
-    probe = subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True)
+    probe = subprocess.run([*USERNS, "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("unshare --user is not available here")
     target = subprocess.Popen(["sleep", "30"], user=65534)
     try:
         done = subprocess.run(
-            ["unshare", "--user", "--map-root-user", sys.executable, "-m", "aiosig"]
-            + ["send", str(target.pid), "TERM"],
+            [*USERNS, sys.executable, "-m", "aiosig", "send", str(target.pid), "TERM"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -277,6 +279,7 @@ def test_status_shows_a_blocked_signal_as_blocked_and_an_ignored_one_as_ignored(
         finish(child)
     assert text.returncode == 0, text.stderr
     rows: dict[str, list[str]] = {}
+    label = ""
     for line in text.stdout.splitlines()[1:]:
         label = line[:21].strip() or label  # a wrapped row goes on without its label
         rows.setdefault(label, []).extend(line[21:].split())
