@@ -17,9 +17,11 @@ Rule 2 (the child's status is ours): the supervisor exits with the child's exit 
 records nothing to apply at exit; that is replaced by the child's status. If the child could
 not be reaped (it survived SIGKILL), the run's own status stands.
 
-Rule 3 (the child starts clean): an empty signal mask (``aiosig.create_subprocess_exec``),
-whatever mask the supervisor inherited; with ``--process-group`` it leads a new process group
-(``process_group=0``), which every forwarded signal then reaches (``killpg``).
+Rule 3 (the supervisor reads precisely, the child starts clean): the signals the supervisor
+handles are blocked before its loop starts, so they are read from a signalfd and the log
+names who sent them; the child gets an empty mask (``aiosig.create_subprocess_exec``), so it
+sees signals as if nothing stood in between. With ``--process-group`` it leads a new process
+group (``process_group=0``), which every forwarded signal then reaches (``killpg``).
 
 Known limits: the third stop signal ends the supervisor at once without signalling the child
 (``aiosig.run``'s immediate exit); in a container the kernel then kills the namespace. With
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import logging
 import math
+import shlex
 import signal
 import sys
 from typing import Any
@@ -41,7 +44,7 @@ from .._handlers import on
 from .._run import run as aiosig_run
 from .._shutdown import current_shutdown
 from .._siginfo import SigInfo
-from .._spawn import create_subprocess_exec
+from .._spawn import block, create_subprocess_exec
 from ._common import CliError, add_command, log_aiosig_to, signal_arg
 from ._words import SignalNameError, parse_signal, signal_name
 
@@ -56,7 +59,7 @@ examples:
   In a Dockerfile:  ENTRYPOINT ["aiosig", "run", "--"]
 
 output (with -v, after SIGTERM):
-  aiosig run: started python server.py as pid 7
+  aiosig run: started pid 7: python server.py
   aiosig run: SIGTERM from pid 4242: shutting down (stopping gracefully ...
   aiosig run: sending SIGTERM to 1 child processes
   aiosig run: child 7 exited with status 0; exiting 0
@@ -151,6 +154,10 @@ def supervise(args: argparse.Namespace) -> int:
     forwarded = sorted((set(CONTROL_SIGNALS) | set(rewrite)) - set(STOP_SIGNALS))
     log_aiosig_to(sys.stderr, "aiosig run: ", logging.INFO if args.verbose else logging.WARNING)
     started: list[asyncio.subprocess.Process] = []
+    # Blocked before the loop starts threads, so that they are read precisely and the log
+    # names who sent them (Rule 3: the child starts with an empty mask all the same). Never
+    # unblocked: the supervisor only exits after this.
+    block(*STOP_SIGNALS, *forwarded)
     main = _supervised(args.cmd, args.process_group, rewrite, forwarded, started)
     try:
         aiosig_run(main, grace=args.grace, exit_status="code")
@@ -195,7 +202,7 @@ async def _supervised(
         raise CliError(f"cannot run {command[0]!r}: {exc.strerror}", 126) from None
     started.append(child)
     children.add(child, group=group, rewrite=rewrite)
-    logger.info("started %s as pid %d", " ".join(command), child.pid)
+    logger.info("started pid %d: %s", child.pid, shlex.join(command).replace("\n", " "))
     shutdown = current_shutdown()
     if shutdown.reason is not None and shutdown.reason.signal is not None:
         # The stop signal came during the spawn, before the child was registered to get it.
