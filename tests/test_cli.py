@@ -97,6 +97,7 @@ def test_bad_input_is_one_line_on_stderr_and_a_non_zero_status(case: str) -> Non
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert fits_80_columns(done.stderr), done.stderr
     assert message in done.stderr
     assert done.stderr.startswith(f"aiosig {args[0]}"), done.stderr
 
@@ -128,8 +129,7 @@ def test_no_permission_to_signal_is_one_line_and_non_zero() -> None:
         target.wait()
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        f"aiosig send: not permitted to signal process {target.pid}: it belongs to another "
-        "user (run as that user, or as root)"
+        f"aiosig send: not permitted to signal process {target.pid}: it is another user's"
     ]
 
 

@@ -38,7 +38,9 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, naming where to find help."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        line = f"{self.prog}: {message}"
+        hint = f" (see {self.prog} --help)"
+        self.exit(2, line + (hint if len(line + hint) <= 80 else "") + "\n")
 
 
 def add_command(

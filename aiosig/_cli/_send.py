@@ -81,10 +81,7 @@ def send(args: argparse.Namespace) -> int:
     except ProcessLookupError:
         raise CliError(f"no process {pid}") from None
     except PermissionError:
-        raise CliError(
-            f"not permitted to signal process {pid}: it belongs to another user "
-            "(run as that user, or as root)"
-        ) from None
+        raise CliError(f"not permitted to signal process {pid}: it is another user's") from None
     except OverflowError:
         raise CliError(f"--value {value} does not fit a C int") from None
     except OSError as exc:

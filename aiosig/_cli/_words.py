@@ -49,9 +49,7 @@ def parse_signal(text: str, *, allow_zero: bool = False) -> int:
         elif name in signal.Signals.__members__:
             number = int(signal.Signals[name])
     if number is None or number not in _VALID:
-        raise SignalNameError(
-            f"unknown signal {text!r}: give a name (TERM, SIGTERM, RTMIN+2) or a number (15)"
-        )
+        raise SignalNameError(f"unknown signal {text!r} (try TERM, 15 or RTMIN+2)")
     return number
 
 
