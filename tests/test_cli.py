@@ -243,6 +243,24 @@ def test_watch_prints_one_line_per_delivery_naming_the_sender_within_80_columns(
     assert fits_80_columns(out)
 
 
+def test_watch_ends_quietly_on_sigint() -> None:
+    watch = start_watch()
+    send_from_child(watch.pid, signal.SIGINT)
+    returncode, out, err = finish(watch)
+    assert (returncode, out, err) == (130, "", "")
+
+
+def test_watch_ends_quietly_when_its_reader_goes_away() -> None:
+    watch = start_watch()  # `aiosig watch | head -1`, after head exited
+    assert watch.stdout is not None
+    watch.stdout.close()
+    send_from_child(watch.pid, signal.SIGUSR1)
+    assert watch.wait(DEFAULT_TIMEOUT) == 0
+    assert watch.stderr is not None
+    with watch.stderr:
+        assert watch.stderr.read() == ""
+
+
 def test_watch_pid_filter_leaves_out_other_senders() -> None:
     watch = start_watch("USR2", "HUP", "--json", "--count", "1", "--pid-filter", "1,2")
     send_from_child(watch.pid, signal.SIGUSR2)  # not from pid 1 or 2: left out
