@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,15 +23,12 @@ from pathlib import Path
 
 __all__ = (
     "DEFAULT_TIMEOUT",
-    "PID1",
     "Child",
     "finish",
     "kill_leftover_children",
-    "namespace_init",
     "run_child",
     "send",
     "send_from_child",
-    "unshare_works",
     "until",
 )
 
@@ -222,29 +218,3 @@ async def until(predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT)
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)
-
-
-# ---- PID 1 of a new pid namespace -----------------------------------------------------------
-
-PID1 = ("unshare", "--pid", "--fork", "--mount-proc")
-"""A `run_child` prefix that makes the interpreter PID 1 of a new pid namespace."""
-
-
-def unshare_works() -> bool:
-    """Whether `PID1` can run here (root, or unprivileged user namespaces)."""
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run([*PID1, "true"], capture_output=True, timeout=10)
-    return probe.returncode == 0
-
-
-def namespace_init(unshare: subprocess.Popen[str]) -> int:
-    """The host pid of the interpreter that runs as PID 1 under `unshare --fork`."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
-            found = f.read().split()
-        if found:
-            return int(found[0])
-        time.sleep(0.01)
-    raise AssertionError("unshare started no child")

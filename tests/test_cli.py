@@ -21,16 +21,8 @@ import pytest
 
 from aiosig._cli._words import describe_code, parse_signal, signal_name
 from aiosig._siginfo import SigInfo
-from tests._util import (
-    DEFAULT_TIMEOUT,
-    PID1,
-    ROOT,
-    Child,
-    finish,
-    run_child,
-    send_from_child,
-    unshare_works,
-)
+from tests._util import DEFAULT_TIMEOUT, ROOT, Child, finish, run_child, send_from_child
+from tests.test_shutdown import PID1, _unshare_works
 
 # `python -c` with this code is `python -m aiosig`: run_child then gives the READY handshake.
 AIOSIG = "import runpy; runpy.run_module('aiosig', run_name='__main__', alter_sys=True)"
@@ -472,7 +464,7 @@ print("no zombie remains", flush=True)
 """
 
 
-@pytest.mark.skipif(not unshare_works(), reason="unshare --pid needs root (or user namespaces)")
+@pytest.mark.skipif(not _unshare_works(), reason="unshare --pid needs root (or user namespaces)")
 def test_run_as_pid_1_reaps_an_orphaned_grandchild() -> None:
     done = subprocess.run(
         [*PID1, sys.executable, "-m", "aiosig", "run", "--", sys.executable, "-c", ORPHAN],

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
+import subprocess
 import textwrap
 import time
 
 import pytest
 
-from tests._util import (
-    PID1,
-    Child,
-    finish,
-    namespace_init,
-    run_child,
-    send_from_child,
-    unshare_works,
-)
+from tests._util import Child, finish, run_child, send_from_child
 
 FLAVOURS = ["asyncio", "uvloop"]
 
@@ -88,13 +82,37 @@ def test_sigint_first_press_says_so_on_stderr_without_logging_configured(flavour
     assert "KeyboardInterrupt" not in err
 
 
-@pytest.mark.skipif(not unshare_works(), reason="unshare --pid needs root (or user namespaces)")
+def _unshare_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10
+    )
+    return probe.returncode == 0
+
+
+PID1 = ("unshare", "--pid", "--fork", "--mount-proc")
+
+
+def _namespace_init(unshare: Child) -> int:
+    """The host pid of the interpreter that runs as PID 1 under `unshare --fork`."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(f"/proc/{unshare.pid}/task/{unshare.pid}/children") as f:
+            found = f.read().split()
+        if found:
+            return int(found[0])
+        time.sleep(0.01)
+    raise AssertionError("unshare started no child")
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="unshare --pid needs root (or user namespaces)")
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_sigterm_to_pid_1_exits_143_after_finally_then_atexit(flavour: str) -> None:
     body = IDLE.replace('say("READY")', 'say("pid", os.getpid()); say("READY")')
     child = start(body, flavour, prefix=PID1)
     assert "pid 1" in child.before_ready
-    send_from_child(namespace_init(child), signal.SIGTERM)
+    send_from_child(_namespace_init(child), signal.SIGTERM)
     returncode, out, err = finish(child)
     assert returncode == 143, err
     assert lines(out) == ["finally", "atexit"], err
@@ -729,12 +747,12 @@ aiosig.run(main(), grace=5, loop_factory=factory)
 """
 
 
-@pytest.mark.skipif(not unshare_works(), reason="unshare --pid needs root (or user namespaces)")
+@pytest.mark.skipif(not _unshare_works(), reason="unshare --pid needs root (or user namespaces)")
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_as_pid_1_orphans_are_reaped_and_own_children_keep_their_status(flavour: str) -> None:
     child = start(ORPHANS, flavour, prefix=PID1)
     assert child.stdout is not None
     assert child.stdout.readline().split() == ["own", "child", "7", "zombies", "[]"]
-    send_from_child(namespace_init(child), signal.SIGTERM)
+    send_from_child(_namespace_init(child), signal.SIGTERM)
     returncode, _, err = finish(child)
     assert returncode == 143, err
