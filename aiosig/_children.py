@@ -81,7 +81,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -118,6 +118,7 @@ class _Entry:
     pid: int
     group: bool
     pidfd: int | None
+    rewrite: Mapping[int, int] = field(default_factory=dict)  # what `Children.signal` sends
     returncode: int | None = None
     reaped: bool = False
     waiter: asyncio.Task[int] | None = field(default=None, repr=False)
@@ -142,7 +143,9 @@ class Children:
         self._entries: dict[int, _Entry] = {}
         self._returncodes: dict[int, int] = {}  # of bare pids reaped here
 
-    def add(self, child: Child, *, group: bool = False) -> None:
+    def add(
+        self, child: Child, *, group: bool = False, rewrite: Mapping[int, int] | None = None
+    ) -> None:
         """Register `child`; a child that has already exited is fine (nothing to do).
 
         Args:
@@ -150,6 +153,9 @@ class Children:
                 ``asyncio.subprocess.Process``.
             group: Signal the child's process group instead of the child alone; the child
                 must lead its own group.
+            rewrite: The signal `signal` sends this child instead of a given one (SIGQUIT
+                for SIGTERM: nginx's graceful stop); 0 sends nothing. SIGKILL is never
+                rewritten.
 
         Raises:
             TypeError: `child` is none of the three.
@@ -168,7 +174,7 @@ class Children:
             )
         with self._lock:
             old = self._entries.pop(pid, None)
-            self._entries[pid] = _Entry(child, pid, group, pidfd)
+            self._entries[pid] = _Entry(child, pid, group, pidfd, dict(rewrite or {}))
         if old is not None:
             self._close_entry(old)
 
@@ -181,13 +187,15 @@ class Children:
             self._close_entry(entry)
 
     def signal(self, signum: int) -> None:
-        """Send `signum` to every registered child (or group) that may still be alive.
+        """Send `signum` (or what the child's ``rewrite`` says) to every registered child.
 
         Safe from any thread. A child that has just exited is skipped silently (ESRCH).
         """
         with self._lock:
             for entry in list(self._entries.values()):
-                _send(entry, signum)
+                instead = signum if signum == signal.SIGKILL else entry.rewrite.get(signum, signum)
+                if instead != 0:
+                    _send(entry, instead)
 
     def kill_now(self) -> None:
         """SIGKILL every registered child (or group); safe from any thread, needs no loop."""

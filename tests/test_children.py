@@ -453,3 +453,21 @@ def test_as_pid_1_orphans_are_reaped_and_awaited_children_keep_their_status(
     returncode, out, err = finish(child, timeout=30)
     assert returncode == 0, err
     assert out.splitlines() == ["own 7", "swept []", "swept []", "late 5", "zombies []"], err
+
+
+def test_a_rewrite_table_changes_what_signal_sends_but_never_sigkill() -> None:
+    quits = run_child(EXITS_7_ON_TERM)
+    dropped = run_child(EXITS_7_ON_TERM)
+    children = Children()
+    children.add(quits, rewrite={signal.SIGQUIT: signal.SIGTERM, signal.SIGKILL: 0})
+    children.add(dropped, rewrite={signal.SIGTERM: 0})
+    children.signal(signal.SIGQUIT)  # SIGTERM for the first; the second dies of SIGQUIT
+    assert finish(quits)[0] == 7
+    assert finish(dropped)[0] == -signal.SIGQUIT
+    ignored = run_child(EXITS_7_ON_TERM)
+    children.add(ignored, rewrite={signal.SIGTERM: 0, signal.SIGKILL: signal.SIGTERM})
+    children.signal(signal.SIGTERM)  # dropped
+    time.sleep(0.1)
+    assert ignored.poll() is None
+    children.signal(signal.SIGKILL)
+    assert finish(ignored)[0] == -signal.SIGKILL
