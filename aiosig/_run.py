@@ -225,7 +225,8 @@ class _Service(Generic[T]):
         children = self.shutdown.children
         if children:
             signum = signal.SIGTERM if reason.signal is None else reason.signal
-            logger.info("sending %s to %d child processes", _signal_name(signum), len(children))
+            count = _count(len(children), "child process", "child processes")
+            logger.info("sending %s to %s", _signal_name(signum), count)
             children.signal(signum)
 
     def _requested_by_code(self, reason: ShutdownReason) -> None:
@@ -340,7 +341,7 @@ class _Service(Generic[T]):
         loop = asyncio.get_running_loop()
         others = _other_tasks(loop) - self._internal - shutdown.shielded - {main_task}
         if others:
-            logger.info("cancelling %d tasks: %s", len(others), _names(others))
+            logger.info("cancelling %s: %s", _count(len(others), "task", "tasks"), _names(others))
         finished = await self._cancelled(others | shutdown.shielded, why)
         if not finished or not main_task.done():
             stuck = {t for t in others | {main_task} | shutdown.shielded if not t.done()}
@@ -434,6 +435,10 @@ def _main_ended(main_task: asyncio.Task[Any]) -> tuple[ShutdownReason, ExitStatu
 def _other_tasks(loop: asyncio.AbstractEventLoop) -> set[asyncio.Future[Any]]:
     current = asyncio.current_task(loop)
     return {task for task in asyncio.all_tasks(loop) if task is not current}
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _names(tasks: set[asyncio.Future[Any]]) -> str:

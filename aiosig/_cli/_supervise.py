@@ -61,7 +61,7 @@ examples:
 output (with -v, after SIGTERM):
   aiosig run: started pid 7: python server.py
   aiosig run: SIGTERM from pid 4242: shutting down (stopping gracefully ...
-  aiosig run: sending SIGTERM to 1 child processes
+  aiosig run: sending SIGTERM to 1 child process
   aiosig run: child 7 exited with status 0; exiting 0
 """
 
