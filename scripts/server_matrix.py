@@ -116,7 +116,7 @@ def row(name: str, code: str | None, worker: str | None) -> str:
     alive = served.proc.poll() is None
     hup = "serves on (gunicorn reloads)" if alive else status(served.proc.poll())
     if alive:
-        served.proc.kill()
+        served.kill()
         served.proc.communicate()
 
     served = start(code, worker)
@@ -124,7 +124,7 @@ def row(name: str, code: str | None, worker: str | None) -> str:
     os.kill(pid, signal.SIGUSR2)
     time.sleep(0.3)
     seen = "yes" if served.get("/seen") == "SIGUSR2" else "no"
-    served.proc.kill()
+    served.kill()
     served.proc.communicate()
     return f"| {name} | {idle} | {slow} | {stuck} | {hup} | {seen} |"
 

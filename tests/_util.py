@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,16 +91,28 @@ def run_child(
     return child
 
 
-def finish(proc: Child, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str, str]:
-    """Wait for a child of `run_child` to exit; return (returncode, rest of stdout, stderr).
+def finish(
+    proc: Child | subprocess.Popen[str], timeout: float = DEFAULT_TIMEOUT
+) -> tuple[int, str, str]:
+    """Wait for a child to exit; return (returncode, rest of stdout, stderr).
 
-    The returncode is negative (``-signum``) when a signal killed the child. "Rest of stdout"
-    is what the child printed after READY (for a child that never got there, everything).
+    A child of `run_child` returns what it printed after READY; any other ``Popen`` in text
+    mode with piped output, everything. The returncode is negative (``-signum``) when a
+    signal killed the child.
 
     Raises:
         AssertionError: The child did not exit within `timeout` (it is killed then).
     """
-    return proc.finish(timeout)
+    if isinstance(proc, Script):
+        return tuple(proc.finish(timeout))  # type: ignore[return-value]
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=DEFAULT_TIMEOUT)
+        what = f"child did not exit within {timeout} s; killed"
+        raise AssertionError(f"{what}\n{out}\n{err}") from None
+    return proc.returncode, out, err
 
 
 def send_from_child(

@@ -112,9 +112,8 @@ def test_server_example_reloads_on_sighup_and_drains_on_sigterm(name: str, flavo
         assert served.get_status("/healthz") == (503, "draining\n")  # during the drain
         returncode, out, err = served.finish()
     finally:
-        if served.proc.poll() is None:
-            served.proc.kill()
-            served.proc.communicate()
+        served.kill()
+        served.proc.communicate()
     assert returncode == -signal.SIGTERM, err
     assert out.count("settings loaded") == 2, out  # at startup, then on SIGHUP
     assert last_words in out
@@ -137,9 +136,8 @@ def test_gunicorn_example_config_runs_the_aiosig_worker() -> None:
         served.signal(signal.SIGTERM)
         returncode, out, err = served.finish()
     finally:
-        if served.proc.poll() is None:
-            served.proc.kill()
-            served.proc.communicate()
+        served.kill()
+        served.proc.communicate()
     assert returncode == 0, err
     assert out.count("settings loaded") >= 2 and "lifespan shutdown" in out, (out, err)
     assert "exited with code" not in err and "was sent" not in err, err

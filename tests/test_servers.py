@@ -9,6 +9,7 @@ aiosig handler registered in the application's startup hook has seen.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -173,6 +174,7 @@ class Served:
             text=True,
             env={**env(), **extra_env},
             cwd=ROOT,
+            start_new_session=True,  # kill() takes gunicorn's workers along
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -216,12 +218,17 @@ class Served:
     def signal(self, signum: int) -> None:
         os.kill(self.proc.pid, signum)
 
+    def kill(self) -> None:
+        """SIGKILL the server's whole process group: an orphaned worker keeps the pipes open."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
     def finish(self, timeout: float = 10) -> tuple[int, str, str]:
         """Wait for the server to exit: (returncode, stdout, stderr); kill it if it does not."""
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.kill()
             out, err = self.proc.communicate()
             raise AssertionError(f"the server did not exit in {timeout} s\n{out}\n{err}") from None
         return self.proc.returncode, out, err
@@ -240,9 +247,8 @@ def serve() -> Iterator[object]:
 
     yield start
     for served in started:
-        if served.proc.poll() is None:
-            served.proc.kill()
-            served.proc.communicate()
+        served.kill()
+        served.proc.communicate()
 
 
 def cases() -> list[tuple[str, str]]:
@@ -356,9 +362,8 @@ def gunicorn(tmp_path: os.PathLike[str]) -> Iterator[object]:
 
     yield start
     for served in started:
-        if served.proc.poll() is None:
-            served.proc.kill()
-            served.proc.communicate()
+        served.kill()
+        served.proc.communicate()
 
 
 def test_gunicorn_sigterm_lets_a_slow_request_complete_and_the_worker_exit_0(

@@ -38,7 +38,7 @@ _COMMANDS = (_demo, _watch, _status, _send, _supervise)
 def _parser() -> Parser:
     parser = Parser(
         prog="aiosig",
-        description="POSIX signals, seen and sent: a tour, a watcher, a decoder, a sender, "
+        description="POSIX signals, seen and sent: a tour, a watcher, a decoder, a sender,\n"
         "and a supervisor for containers.",
         epilog="example:\n  aiosig demo\n\n'aiosig COMMAND --help' shows each command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
