@@ -2,13 +2,18 @@
 
 Theory of operation
 -------------------
-Rule 1 (gunicorn's meaning of the signals its arbiter sends). The arbiter stops workers
-with SIGTERM (graceful: finish the requests in flight within ``graceful_timeout``, then it
-sends SIGKILL) and with SIGQUIT or SIGINT (quick: it waits 2 s). `UvicornWorker` maps them
-onto aiosig's escalation: SIGTERM is a stop signal (graceful path), SIGQUIT and SIGINT are
-fast signals (the fast path at once), and a further one ends the worker. The budget is the
-arbiter's ``graceful_timeout`` less half a second, so the worker ends on its own before the
-arbiter's SIGKILL; the fast budget fits in the arbiter's 2 s.
+Rule 1 (gunicorn's meaning of the signals a worker gets). The arbiter stops workers with
+SIGTERM (graceful: finish the requests in flight within ``graceful_timeout``, then it sends
+SIGKILL) or SIGQUIT (quick; when a quick stop is asked during a graceful one, it waits only
+2 s more). A terminal's Ctrl-C sends SIGINT to the whole foreground group, workers included.
+`UvicornWorker` maps them onto aiosig's shutdown: SIGTERM is a stop signal (the graceful
+path), SIGQUIT and SIGINT are fast signals (the fast path at once). Each means only itself
+however often it comes (``escalate=False``): a worker commonly gets each signal twice, once
+from a group-wide kill (systemd's ``KillMode=control-group``, dumb-init, ``tini -g``, Ctrl-C)
+and once from the arbiter passing it on, and counting the second as an escalation would cut
+the requests in flight short. The arbiter's SIGKILL is the last resort, as in gunicorn. The
+budget is ``graceful_timeout`` less half a second, so the worker ends on its own before that
+SIGKILL; the fast budget (1.5 s) fits in the arbiter's 2 s.
 
 Rule 2 (a worker's exit status is gunicorn's convention): 0 after a stop the arbiter asked
 for (the arbiter logs any other status, or death by a signal, as an error), 3
@@ -56,6 +61,7 @@ class UvicornWorker(_UvicornWorker):  # type: ignore[misc]  # gunicorn ships no 
             fast_grace=min(QUICK_SHUTDOWN - 0.5, grace),
             stop_signals=(signal.SIGTERM,),
             fast_signals=(signal.SIGQUIT, signal.SIGINT),
+            escalate=False,  # Rule 1: TERM from a group-wide kill, then from the arbiter
             exit_status="zero",
             loop_factory=self.config.get_loop_factory(),
         )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,40 +141,52 @@ async def run_hooks(hooks: list[ShutdownHook], shutdown: Shutdown, reserve: floa
             outcomes.append(HookOutcome(hook, "skipped", 0.0))
             continue
         budget = min(hook.timeout, shutdown.remaining() - reserve)
-        outcomes.append(await _run_one(hook, shutdown, max(budget, 0.0)))
+        outcomes.append(await _run_one(hook, shutdown, max(budget, 0.0), reserve))
     failed = [o for o in outcomes if o.result in ("raised", "timed out")]
     log = logger.warning if failed else logger.info
     log("shutdown hooks: %s", "; ".join(o.describe() for o in outcomes))
 
 
-async def _run_one(hook: ShutdownHook, shutdown: Shutdown, budget: float) -> HookOutcome:
+async def _run_one(
+    hook: ShutdownHook, shutdown: Shutdown, budget: float, reserve: float
+) -> HookOutcome:
     start = time.monotonic()
     try:
-        result = hook.fn()
+        # CancelledError too: a hook that awaits something cancelled in the step before
+        # (a task it shared with them) fails like any other hook (Rule 2).
+        try:
+            result = hook.fn()
+        except asyncio.CancelledError as exc:
+            return _raised(hook, start, exc)
         if not inspect.isawaitable(result):
             return HookOutcome(hook, "ok", time.monotonic() - start)
         task: asyncio.Future[Any] = asyncio.ensure_future(result)
-        watch: set[asyncio.Future[Any]] = {task}
-        if hook.critical:
-            done = await _wait_ignoring_fast(task, start + budget)
-        else:
-            done = await shutdown.until(watch, start + budget)
-        if not done:
+        if not await _wait(task, hook, shutdown, start + budget, reserve):
             task.cancel()
             await asyncio.wait({task}, timeout=max(0.0, min(1.0, shutdown.remaining())))
             if shutdown.fast and not hook.critical and time.monotonic() < start + budget:
                 return HookOutcome(hook, "skipped", time.monotonic() - start)
             return HookOutcome(hook, "timed out", time.monotonic() - start)
+        if task.cancelled():
+            return _raised(hook, start, asyncio.CancelledError())
         task.result()
     except Exception as exc:
-        logger.error("shutdown hook %s raised", hook.name, exc_info=exc)
-        return HookOutcome(hook, "raised", time.monotonic() - start, exc)
+        return _raised(hook, start, exc)
     return HookOutcome(hook, "ok", time.monotonic() - start)
 
 
-async def _wait_ignoring_fast(task: asyncio.Future[Any], until: float) -> bool:
-    left = until - time.monotonic()
-    if left <= 0 or math.isnan(left):
-        return task.done()
-    done, _ = await asyncio.wait({task}, timeout=left)
-    return bool(done)
+def _raised(hook: ShutdownHook, start: float, exc: BaseException) -> HookOutcome:
+    logger.error("shutdown hook %s raised", hook.name, exc_info=exc)
+    return HookOutcome(hook, "raised", time.monotonic() - start, exc)
+
+
+async def _wait(
+    task: asyncio.Future[Any], hook: ShutdownHook, shutdown: Shutdown, until: float, reserve: float
+) -> bool:
+    """Wait for the hook until `until`; on the fast path, a critical one until the new end."""
+    while not await shutdown.until({task}, until):
+        if time.monotonic() >= until or not hook.critical:
+            return False
+        # The fast path began (Rule 4): the deadline moved forward, and with it the end.
+        until = min(until, time.monotonic() + max(0.0, shutdown.remaining() - reserve))
+    return True

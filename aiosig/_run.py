@@ -73,6 +73,7 @@ logger = logging.getLogger("aiosig")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EXIT_SLACK = 5.0  # seconds added to EXTEND_TIMEOUT_USEC for the interpreter's own exit
 KILL_MARGIN = 0.5  # children still running this long before the deadline get SIGKILL
+EXIT_MARGIN = 0.25  # what the steps leave for finally blocks and atexit handlers, at most
 
 
 class _Carried(Exception):
@@ -104,9 +105,11 @@ class _Service(Generic[T]):
         exit_status: ExitStatusMode,
         stop_signals: frozenset[int],
         fast_signals: frozenset[int],
+        escalate: bool,
     ) -> None:
         self.stop_signals = stop_signals
         self.fast_signals = fast_signals
+        self.escalate = escalate
         self.grace = grace
         self.drain = drain
         self.fast_grace = fast_grace
@@ -117,7 +120,8 @@ class _Service(Generic[T]):
         self.main_task: asyncio.Task[T] | None = None
         self.notifier = NotifySocket(None)
         self._strikes = 0
-        self._handles: list[HandlerHandle] = []
+        self._handles: list[HandlerHandle] = []  # @aiosig.on's: cancelled with the tasks
+        self._own: list[HandlerHandle] = []  # reload, reopen_logs: until the run ends
         self._stop: Consumer | None = None
         self._internal: set[asyncio.Future[Any]] = set()
         self._reaper: ZombieReaper | None = None
@@ -135,6 +139,7 @@ class _Service(Generic[T]):
             fast_grace=self.fast_grace,
             mode=self.exit_status,
             drain=self.drain,
+            escalate=self.escalate,
         )
         shutdown.on_request = self._requested_by_code
         activate(shutdown)
@@ -163,10 +168,12 @@ class _Service(Generic[T]):
                 chain=False,
                 in_handler=self._in_handler,
             )
+        # Kept through the shutdown: a SIGHUP then must not take its default action and end
+        # the process before the hooks ran; it is logged and ignored instead (_reload).
         if self.reload is not None:
-            self._handles.append(add_handler(signal.SIGHUP, self._reload, policy="serial"))
+            self._own.append(add_handler(signal.SIGHUP, self._reload, policy="serial"))
         if self.reopen_logs:
-            self._handles.append(add_handler(signal.SIGUSR1, self._reopen_logs))
+            self._own.append(add_handler(signal.SIGUSR1, self._reopen_logs))
         if os.getpid() == 1:  # orphans of the pid namespace become ours: reap them
             assert self.shutdown is not None
             self._reaper = ZombieReaper(loop, keep=self.shutdown.children.__contains__)
@@ -178,7 +185,7 @@ class _Service(Generic[T]):
     def _close(self) -> None:
         if self._stop is not None:
             self._stop.close()
-        for handle in self._handles:
+        for handle in self._handles + self._own:
             handle.remove()
         for task in self._internal:
             task.cancel()
@@ -202,10 +209,16 @@ class _Service(Generic[T]):
         if not shutdown.begin(reason, status, "draining" if step == "draining" else "graceful"):
             return False
         what = f"draining for {self.drain:g} s, then " if step == "draining" else ""
-        next_step = (
-            f"; the next {self._next} shortens that to "
-            f"{min(self.fast_grace, self.grace):g} s, a third ends the process at once"
-        )
+        fast = f"{min(self.fast_grace, self.grace):g} s"
+        if self.escalate:
+            next_step = (
+                f"; the next {self._next} shortens that to {fast}, a third ends the process at once"
+            )
+        elif self.fast_signals:
+            names = " or ".join(sorted(signal.Signals(s).name for s in self.fast_signals))
+            next_step = f"; {names} shortens that to {fast}"
+        else:
+            next_step = ""
         log = logger.warning if reason.signal == signal.SIGINT else logger.info
         log(
             "%s: shutting down (%sstopping gracefully within %.3g s)%s",
@@ -242,7 +255,11 @@ class _Service(Generic[T]):
     def _on_stop_signal(self, info: SigInfo) -> None:
         shutdown = self.shutdown
         assert shutdown is not None
-        self._strikes = strike(self._strikes, info.si_signo in self.fast_signals)
+        fast_signal = info.si_signo in self.fast_signals
+        if self.escalate:
+            self._strikes = strike(self._strikes, fast_signal)
+        else:  # each signal means itself, however often it comes (gunicorn's workers)
+            self._strikes = 2 if fast_signal else 1
         reason = ShutdownReason.from_signal(info)
         status = shutdown.status_for_signal(info.si_signo)
         if info.synthetic:  # aiosig.testing.deliver: the test process must not die of it
@@ -253,26 +270,25 @@ class _Service(Generic[T]):
             shutdown.end_now(info.si_signo)
         elif self._strikes == 2:
             self._begin(reason, status, "graceful")  # a fast signal may come first
-            self._go_fast(reason)
-        else:
-            if not self._begin(reason, status, "draining" if self.drain > 0 else "graceful"):
-                logger.warning(
-                    "%s: the shutdown is already under way (%s); the next %s starts the fast path",
-                    reason,
-                    shutdown.reason,
-                    self._next,
-                )
+            if not shutdown.fast:
+                self._go_fast(reason)
+        elif not self._begin(reason, status, "draining" if self.drain > 0 else "graceful"):
+            then = f"; the next {self._next} starts the fast path" if self.escalate else ""
+            logger.warning(
+                "%s: the shutdown is already under way (%s)%s", reason, shutdown.reason, then
+            )
 
     def _go_fast(self, reason: ShutdownReason) -> None:
         shutdown = self.shutdown
         assert shutdown is not None
         left = shutdown.go_fast()
+        then = f"; the next {self._next} ends the process at once" if self.escalate else ""
         logger.warning(
             "%s: fast shutdown: everything is cancelled now and only critical hooks run, "
-            "%.3g s left; the next %s ends the process at once",
+            "%.3g s left%s",
             reason,
             left,
-            self._next,
+            then,
         )
         self.notifier.status(f"stopping fast: {reason}")
         self.notifier.extend_timeout(left + EXIT_SLACK)
@@ -294,7 +310,7 @@ class _Service(Generic[T]):
         hooks = recorded_hooks() + shutdown.hooks
         if shutdown.fast:
             hooks = [hook for hook in hooks if hook.critical]
-        reserve = sum(hook.timeout for hook in hooks) + self._kill_margin()
+        reserve = sum(hook.timeout for hook in hooks) + self._end_margin()
         return shutdown.deadline - min(reserve, shutdown.remaining() / 2)
 
     def _kill_margin(self) -> float:
@@ -302,8 +318,21 @@ class _Service(Generic[T]):
         assert self.shutdown is not None
         return min(KILL_MARGIN, self.grace / 10) if self.shutdown.children else 0.0
 
-    async def _cancelled(self, tasks: set[asyncio.Future[Any]], why: str) -> bool:
-        """Cancel `tasks` and wait for them (again at once if the fast path begins)."""
+    def _end_margin(self) -> float:
+        """What the hooks leave: the children's margin, then the interpreter's own exit."""
+        return self._kill_margin() + min(EXIT_MARGIN, self.fast_grace / 4, self.grace / 10)
+
+    async def _cancelled(
+        self,
+        tasks: set[asyncio.Future[Any]],
+        why: str,
+        also: frozenset[asyncio.Future[Any]] | set[asyncio.Future[Any]] = frozenset(),
+    ) -> bool:
+        """Cancel `tasks` and wait for them and for `also` (shielded work, not cancelled).
+
+        When the fast path begins, the budget shrinks and the tasks are cancelled again; the
+        shielded work is bounded by the shield itself (`Shutdown.work_left`).
+        """
         shutdown = self.shutdown
         assert shutdown is not None
         for task in tasks:
@@ -311,7 +340,7 @@ class _Service(Generic[T]):
         fast = shutdown.fast
         until = self._tasks_until()
         shutdown.keep_for_hooks(until)
-        while not await shutdown.until(tasks, until):
+        while not await shutdown.until(tasks | also, until):
             if shutdown.fast == fast:
                 return False  # time is up
             fast = True  # the fast path began: a shorter budget, and hurry those still running
@@ -339,10 +368,11 @@ class _Service(Generic[T]):
         for handle in self._handles:
             handle.remove()  # their runs are among the tasks cancelled next
         loop = asyncio.get_running_loop()
-        others = _other_tasks(loop) - self._internal - shutdown.shielded - {main_task}
+        shielded = set(shutdown.shielded)  # finished first: cancelled only when time is up
+        others = _other_tasks(loop) - self._internal - shielded - {main_task}
         if others:
             logger.info("cancelling %s: %s", _count(len(others), "task", "tasks"), _names(others))
-        finished = await self._cancelled(others | shutdown.shielded, why)
+        finished = await self._cancelled(others, why, also=shielded)
         if not finished or not main_task.done():
             stuck = {t for t in others | {main_task} | shutdown.shielded if not t.done()}
             logger.warning(
@@ -352,10 +382,10 @@ class _Service(Generic[T]):
                 shutdown.remaining(),
             )
         self.notifier.status(f"stopping: running shutdown hooks ({shutdown.reason})")
-        await run_hooks(recorded_hooks() + shutdown.hooks, shutdown, self._kill_margin())
+        await run_hooks(recorded_hooks() + shutdown.hooks, shutdown, self._end_margin())
         if shutdown.children:
             self.notifier.status(f"stopping: waiting for child processes ({shutdown.reason})")
-            await shutdown.children.stop(shutdown.deadline - self._kill_margin())
+            await shutdown.children.stop(shutdown.deadline - self._end_margin())
         logger.info(
             "shutdown finished in %.3f s (%s)",
             time.monotonic() - (shutdown.requested_at or time.monotonic()),
@@ -365,8 +395,11 @@ class _Service(Generic[T]):
     # ---- reload, logs, watchdog -------------------------------------------------------------
 
     async def _reload(self, info: SigInfo) -> None:
-        assert self.reload is not None
+        assert self.reload is not None and self.shutdown is not None
         reason = ShutdownReason.from_signal(info)
+        if self.shutdown.requested:
+            logger.info("%s: not reloading: the service is shutting down", reason)
+            return
         logger.info("%s: reloading", reason)
         self.notifier.reloading(f"reloading ({reason})")
         status = "reloaded"
@@ -378,7 +411,9 @@ class _Service(Generic[T]):
             status = "reload failed; running on"
             logger.exception("%s: reload failed; the service goes on as it was", reason)
         finally:
-            self.notifier.ready(status)
+            # After STOPPING=1, a READY=1 would tell systemd the service is up again.
+            if not self.shutdown.requested:
+                self.notifier.ready(status)
 
     def _reopen_logs(self, info: SigInfo) -> None:
         reopened = reopen_log_files()
@@ -404,6 +439,7 @@ class _Service(Generic[T]):
         if shutdown.signalled is not None:
             status = shutdown.status
             assert status is not None
+            _report_lost(main_task)
             _ending.decide(status)
             raise SystemExit(status.shell_status)
         shutdown.stand_down()
@@ -415,6 +451,15 @@ class _Service(Generic[T]):
         if exc is not None:
             raise exc
         return main_task.result()
+
+
+def _report_lost(main_task: asyncio.Task[Any]) -> None:
+    """A signal decided the exit status: an exception `main` raised meanwhile is logged."""
+    if main_task.cancelled():
+        return
+    exc = main_task.exception()
+    if exc is not None and not isinstance(exc, _Carried):
+        logger.error("main raised during the shutdown", exc_info=exc)
 
 
 def _main_ended(main_task: asyncio.Task[Any]) -> tuple[ShutdownReason, ExitStatus]:
@@ -468,6 +513,7 @@ def run(
     exit_status: ExitStatusMode = "signal",
     stop_signals: Iterable[int] = STOP_SIGNALS,
     fast_signals: Iterable[int] = (),
+    escalate: bool = True,
     debug: bool | None = None,
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> T:
@@ -492,6 +538,9 @@ def run(
         stop_signals: The signals that stop the service (and escalate when repeated).
         fast_signals: Signals that start the fast path at once (gunicorn's SIGQUIT); the
             next stop or fast signal then ends the process.
+        escalate: False to make each signal mean only itself however often it comes: a
+            repeated stop signal neither hurries nor ends the process (gunicorn's workers,
+            which get SIGTERM from the arbiter after the one sent to the whole group).
         debug: As for ``asyncio.run``.
         loop_factory: Makes the loop, as ``asyncio.Runner`` takes it (``uvloop.new_event_loop``).
 
@@ -518,6 +567,7 @@ def run(
             exit_status=_mode(exit_status),
             stop_signals=_stop_signals("stop_signals", stop_signals, reload, reopen_logs),
             fast_signals=_stop_signals("fast_signals", fast_signals, reload, reopen_logs),
+            escalate=_flag("escalate", escalate),
         )
         if service.stop_signals & service.fast_signals:
             raise ValueError(

@@ -115,6 +115,7 @@ class Shutdown:
     Attributes:
         grace: The budget, in seconds, from the request to the end of the process.
         drain: Seconds ``main`` keeps running after the request.
+        escalate: Whether repeated stop signals hurry and then end the process.
         fast_grace: The budget the fast path (the second stop signal) leaves, at most.
     """
 
@@ -126,9 +127,11 @@ class Shutdown:
         fast_grace: float,
         mode: ExitStatusMode,
         drain: float = 0.0,
+        escalate: bool = True,
     ) -> None:
         self.grace = grace
         self.drain = drain
+        self.escalate = escalate
         self.fast_grace = fast_grace
         self._loop = loop
         self._mode = mode
@@ -140,6 +143,8 @@ class Shutdown:
         self._requested_future: asyncio.Future[None] = loop.create_future()
         self._fast_future: asyncio.Future[None] = loop.create_future()
         self._armed_at: float | None = None
+        self._decided: ExitStatus | None = None
+        self._arming = threading.RLock()  # a thread's request against the handler's strike
         self._work_until = math.inf
         self._handler_strikes = 0
         self._signalled: int | None = None  # the stop signal that decided the status
@@ -171,8 +176,8 @@ class Shutdown:
 
     @property
     def status(self) -> ExitStatus | None:
-        """How the process ends, once decided (Rule 4)."""
-        return None if self._armed_at is None else self._deadline.status
+        """How the process ends if the shutdown finishes, once decided (Rule 4)."""
+        return self._decided
 
     def remaining(self) -> float:
         """Seconds of the budget left (0 when spent); ``math.inf`` before a shutdown began."""
@@ -217,14 +222,19 @@ class Shutdown:
     def arm(self, status: ExitStatus, signum: int | None = None) -> None:
         """Start the budget now with `status`, unless it runs already (Rules 2 and 4).
 
-        Safe in a signal handler (Rule 3) and from any thread.
+        After a stop signal the deadline ends the process with `status` too; after any other
+        request it exits 1 (or `status`'s own non-zero code): the service failed to stop.
+        Safe in a signal handler (Rule 3; the lock is re-entrant) and from any thread.
         """
-        if self._armed_at is not None:
-            return
-        self._armed_at = time.monotonic()
-        self._signalled = signum
-        self._deadline.status = status
-        self._deadline.bring_forward(self._armed_at + self.grace)
+        with self._arming:
+            if self._armed_at is not None:
+                return
+            self._armed_at = time.monotonic()
+            self._signalled = signum
+            self._decided = status
+            forced = status if signum is not None or status.code else ExitStatus(code=1)
+            self._deadline.status = forced
+            self._deadline.bring_forward(self._armed_at + self.grace)
 
     def status_for_signal(self, signum: int) -> ExitStatus:
         """The status a shutdown started by `signum` decides (see `_ending`)."""
@@ -295,7 +305,7 @@ class Shutdown:
         hold but the deadline's own re-entrant one.
         """
         self._handler_strikes = strike(self._handler_strikes, fast)
-        if self._handler_strikes < 3:
+        if self._handler_strikes < 3 or not self.escalate:
             self.arm(self.status_for_signal(signum), signum)  # only the first one arms
         else:
             self.end_now(signum)
@@ -349,15 +359,26 @@ _active: Shutdown | None = None
 _active_lock = threading.Lock()
 
 
+_guarding: Shutdown | None = None  # the last run's: its deadline guards the process's exit
+
+
 def activate(shutdown: Shutdown | None) -> None:
-    """Set (or clear, with None) the shutdown of the running ``aiosig.run``."""
-    global _active
+    """Set (or clear, with None) the shutdown of the running ``aiosig.run``.
+
+    A new run stands the previous run's deadline down: its caller caught the ``SystemExit``
+    and went on, and the new run decides the process's end afresh.
+    """
+    global _active, _guarding
     with _active_lock:
         if shutdown is not None and _active is not None:
             raise RuntimeError(
                 "aiosig.run() is already running in this process: it owns the process's "
                 "shutdown and exit status, so run one at a time."
             )
+        if shutdown is not None:
+            if _guarding is not None:
+                _guarding.stand_down()
+            _guarding = shutdown
         _active = shutdown
 
 

@@ -113,10 +113,15 @@ def run(
             "uvloop"), log_level, ...
 
     Raises:
-        ValueError: uvicorn options that need a supervisor process (``workers`` > 1,
-            ``reload=True``-style autoreload): run several workers with gunicorn and
-            ``aiosig.gunicorn.UvicornWorker``.
+        ValueError: Options that need uvicorn's supervisor process: ``workers`` > 1 (run
+            several workers with gunicorn and ``aiosig.gunicorn.UvicornWorker``), or
+            ``reload=True`` or ``reload_dirs`` (the development autoreloader).
     """
+    if isinstance(reload, bool):
+        raise ValueError(
+            "reload is the function aiosig calls on SIGHUP; uvicorn's development autoreloader "
+            "(reload=True) needs its own supervisor process: use the uvicorn command for it."
+        )
     if options.get("workers", 1) not in (None, 1) or options.get("reload_dirs"):
         raise ValueError(
             "aiosig.uvicorn.run serves in this process only: for several workers run "

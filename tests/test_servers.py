@@ -430,3 +430,34 @@ def test_gunicorn_worker_handler_registered_at_startup_sees_its_signals(
     served.signal(signal.SIGTERM)
     returncode, _, err = served.finish()
     assert returncode == 0, err
+
+
+def test_gunicorn_sigterm_to_the_whole_group_still_lets_requests_finish(
+    gunicorn: object,
+) -> None:
+    # systemd's KillMode=control-group, dumb-init and tini -g signal every process: the
+    # worker gets SIGTERM twice (from the sender, then from the arbiter); not an escalation.
+    served = gunicorn()  # type: ignore[operator]
+    request = served.get_in_thread("/slow")
+    os.killpg(served.proc.pid, signal.SIGTERM)
+    returncode, out, err = served.finish()
+    request["thread"].join(5)  # type: ignore[attr-defined]
+    assert request.get("body") == "ok", (request, err)
+    assert returncode == 0, err
+    assert "lifespan shutdown" in out and "fast shutdown" not in err, err
+
+
+def test_gunicorn_ctrl_c_to_the_whole_group_is_one_quick_stop_not_an_escalation(
+    gunicorn: object,
+) -> None:
+    # SIGINT from the terminal, then SIGQUIT from the arbiter: gunicorn's quick stop, once.
+    served = gunicorn()  # type: ignore[operator]
+    assert served.get("/") == "ok"  # the worker has started
+    served.get_in_thread("/stuck")
+    sent = time.monotonic()
+    os.killpg(served.proc.pid, signal.SIGINT)
+    returncode, _, err = served.finish()
+    assert returncode == 0, err
+    assert time.monotonic() - sent < 2.0, err  # within the arbiter's quick-stop wait
+    assert err.count("fast shutdown") == 1 and "third stop signal" not in err, err
+    assert "exited with code" not in err and "was sent" not in err, err

@@ -825,3 +825,189 @@ def test_a_synthetic_sigterm_shuts_down_in_process_without_deciding_a_death(
     result = aiosig.run(main(), grace=5, loop_factory=loop_factory)  # type: ignore[arg-type]
     assert result is None
     assert order == ["requested True True", "hook"]
+
+
+# ---- regressions found in review -------------------------------------------------------------
+
+SHIELD_IN_A_TASK = """
+async def work():
+    await asyncio.sleep(0.5)
+    say("shielded work done")
+
+async def request():  # a request handler's task, not main
+    await aiosig.shield(work())
+
+async def main():
+    asyncio.ensure_future(request())
+    say("READY")
+    await asyncio.sleep(3600)
+
+aiosig.run(main(), grace=5, loop_factory=factory)
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_shielded_work_in_any_task_finishes_before_it_is_cancelled(flavour: str) -> None:
+    child = start(SHIELD_IN_A_TASK, flavour)
+    send_from_child(child.pid, signal.SIGTERM)
+    returncode, out, err = finish(child)
+    assert returncode == -signal.SIGTERM, err
+    assert "shielded work done" in out, err
+
+
+HOOK_CANCELLED = """
+@aiosig.on_shutdown
+def h1():
+    say("H1")
+
+@aiosig.on_shutdown
+async def h2():  # awaits a task the shutdown cancelled in the step before
+    await background
+
+async def main():
+    global background
+    background = asyncio.ensure_future(asyncio.sleep(3600))
+    say("READY")
+    await asyncio.sleep(3600)
+
+aiosig.run(main(), grace=5, loop_factory=factory)
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_hook_that_raises_cancelled_error_is_reported_and_the_next_runs(flavour: str) -> None:
+    child = start(HOOK_CANCELLED, flavour)
+    send_from_child(child.pid, signal.SIGTERM)
+    returncode, out, err = finish(child)
+    assert returncode == -signal.SIGTERM, err
+    assert lines(out) == ["H1"], err
+    assert "h2 raised CancelledError" in err
+
+
+CRITICAL_HOOK_ON_THE_FAST_PATH = """
+@aiosig.on_shutdown(critical=True, timeout=30)
+async def slow_critical():
+    try:
+        await asyncio.sleep(30)
+    finally:
+        say("critical hook ended")
+
+async def main():
+    say("READY")
+    await asyncio.sleep(3600)
+
+try:
+    aiosig.run(main(), grace=20, fast_grace=1, loop_factory=factory)
+finally:
+    say("finally")
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_fast_path_shortens_a_critical_hook_so_finally_still_runs(flavour: str) -> None:
+    child = start(CRITICAL_HOOK_ON_THE_FAST_PATH, flavour)
+    send_from_child(child.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    send_from_child(child.pid, signal.SIGTERM)
+    returncode, out, err = finish(child)
+    assert returncode == -signal.SIGTERM, err
+    assert lines(out) == ["critical hook ended", "finally"], err
+    assert "deadline passed" not in err
+
+
+STUCK_AFTER_REQUEST = """
+async def main():
+    say("READY")
+    aiosig.request_shutdown("done for today")
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+
+aiosig.run(main(), grace=1, loop_factory=factory)
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_the_deadline_ends_a_requested_shutdown_that_hangs_with_exit_1(flavour: str) -> None:
+    child = start(STUCK_AFTER_REQUEST, flavour)
+    returncode, _, err = finish(child)
+    assert returncode == 1, err
+    assert "deadline passed" in err and "(exit code 1)" in err
+
+
+HUP_DURING_SHUTDOWN = """
+@aiosig.on_shutdown
+async def hook():
+    say("hook")
+    await asyncio.sleep(0.6)
+    say("hook done")
+
+async def main():
+    say("READY")
+    await asyncio.sleep(3600)
+
+aiosig.run(main(), grace=5, reload=lambda: say("reloaded"), loop_factory=factory)
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_sighup_during_the_shutdown_neither_kills_nor_reloads(flavour: str) -> None:
+    child = start(HUP_DURING_SHUTDOWN, flavour)
+    send_from_child(child.pid, signal.SIGTERM)
+    assert child.read_line() == "hook"
+    send_from_child(child.pid, signal.SIGHUP)
+    returncode, out, err = finish(child)
+    assert returncode == -signal.SIGTERM, err
+    assert lines(out) == ["hook done"], err
+    assert "not reloading: the service is shutting down" in err
+
+
+LOST_EXCEPTION = """
+async def main():
+    try:
+        say("READY")
+        await asyncio.sleep(3600)
+    finally:
+        raise ValueError("cleanup failed")
+
+aiosig.run(main(), grace=5, loop_factory=factory)
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_an_exception_main_raises_during_a_signal_shutdown_is_logged(flavour: str) -> None:
+    child = start(LOST_EXCEPTION, flavour)
+    send_from_child(child.pid, signal.SIGTERM)
+    returncode, _, err = finish(child)
+    assert returncode == -signal.SIGTERM, err
+    assert "main raised during the shutdown" in err and "ValueError: cleanup failed" in err
+
+
+TWICE = """
+async def first():
+    say("READY")
+    await asyncio.sleep(3600)
+
+async def second():
+    await asyncio.sleep(1.5)  # longer than the first run's grace
+    return "second done"
+
+try:
+    aiosig.run(first(), grace=1, loop_factory=factory)
+except SystemExit as exc:
+    say("caught", exc.code)
+say(aiosig.run(second(), grace=5, loop_factory=factory))
+"""
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_second_run_after_a_caught_system_exit_is_not_ended_by_the_first_deadline(
+    flavour: str,
+) -> None:
+    child = start(TWICE, flavour)
+    send_from_child(child.pid, signal.SIGTERM)
+    returncode, out, err = finish(child)
+    assert lines(out) == ["caught 143", "second done"], err
+    assert returncode == 0, err
