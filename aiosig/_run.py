@@ -125,6 +125,7 @@ class _Service(Generic[T]):
         self._stop: Consumer | None = None
         self._internal: set[asyncio.Future[Any]] = set()
         self._reaper: ZombieReaper | None = None
+        self._tasks_end: dict[bool, float] = {}  # see _tasks_until
 
     # ---- the run ----------------------------------------------------------------------------
 
@@ -304,14 +305,22 @@ class _Service(Generic[T]):
     # ---- the steps (Rule 1) -----------------------------------------------------------------
 
     def _tasks_until(self) -> float:
-        """When waiting for cancelled tasks ends: the deadline, less what the hooks need."""
+        """When waiting for cancelled tasks ends: the deadline, less what the hooks need.
+
+        Decided once per path (graceful, then fast), so that the steps that wait for tasks
+        one after the other share one end instead of each taking half of what is left.
+        """
         shutdown = self.shutdown
         assert shutdown is not None
-        hooks = recorded_hooks() + shutdown.hooks
-        if shutdown.fast:
-            hooks = [hook for hook in hooks if hook.critical]
-        reserve = sum(hook.timeout for hook in hooks) + self._end_margin()
-        return shutdown.deadline - min(reserve, shutdown.remaining() / 2)
+        fast = shutdown.fast
+        if fast not in self._tasks_end:
+            hooks = recorded_hooks() + shutdown.hooks
+            if fast:
+                hooks = [hook for hook in hooks if hook.critical]
+            reserve = sum(hook.timeout for hook in hooks) + self._end_margin()
+            end = shutdown.deadline - min(reserve, shutdown.remaining() / 2)
+            self._tasks_end[fast] = min([end, *self._tasks_end.values()])
+        return self._tasks_end[fast]
 
     def _kill_margin(self) -> float:
         """What the end keeps for SIGKILL and reaping of children left running."""

@@ -23,9 +23,9 @@ names who sent them; the child gets an empty mask (``aiosig.create_subprocess_ex
 sees signals as if nothing stood in between. With ``--process-group`` it leads a new process
 group (``process_group=0``), which every forwarded signal then reaches (``killpg``).
 
-Known limits: the third stop signal ends the supervisor at once without signalling the child
-(``aiosig.run``'s immediate exit); in a container the kernel then kills the namespace. With
-``--process-group`` in a terminal, the child's group is not the terminal's foreground group.
+The third stop signal ends the supervisor at once (``aiosig.run``'s immediate exit), after
+sending SIGKILL to the child. Known limit: with ``--process-group`` in a terminal, the
+child's group is not the terminal's foreground group.
 """
 
 from __future__ import annotations
