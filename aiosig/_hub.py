@@ -80,7 +80,6 @@ the user's dispositions restored; the child's hub rebuilds on first use.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
 import os
@@ -710,15 +709,12 @@ def _after_fork_in_child() -> None:
         hub._after_fork_in_child()
 
 
-def _at_exit() -> None:
+def at_exit() -> None:
+    """At interpreter exit (registered by `_exits` when aiosig is imported)."""
     hub = _hub
     if hub is not None:
         hub._at_exit()
 
-
-# At import, but it touches no signal state; registered first, it runs after the atexit
-# hooks of whatever imports aiosig.
-atexit.register(_at_exit)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
