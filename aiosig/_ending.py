@@ -11,24 +11,25 @@ signal-triggered shutdown, `status_after_signal` decides death by that signal.
 Rule 2 (but ``finally`` blocks and atexit handlers first). Re-raising the signal from inside
 the loop (uvicorn's way) ends the process before any ``finally`` block or atexit handler
 runs. ``aiosig.run`` raises ``SystemExit(128 + n)`` instead, so the stack unwinds and the
-interpreter starts its exit; the decision is recorded here (`decide`), and `apply`, an
+interpreter starts its exit; the decision is recorded here (`decide`), and `_apply`, an
 atexit handler, ends the process with the signal's default action once the other atexit
 handlers ran.
 
 Rule 3 (registered when aiosig is imported, which DESIGN.md accepts: it touches no signal
-state). atexit handlers run last-registered-first, so `apply`, registered (by `_exits`) at the
-first ``import aiosig``, runs after every handler the application registers later. Handlers
-registered before that import would be cut off by the signal; the standard library's usual
-one, ``logging.shutdown`` (registered when ``logging`` is first imported, which ``asyncio``
-does), is run here first, so log records are flushed and files closed. No later hook exists
-in Python: after atexit the interpreter is being torn down.
+state). atexit handlers run last-registered-first, so `_apply`, whose place `_exits` takes
+at the first ``import aiosig`` (this module itself loads later, on first use), runs after
+every handler the application registers later. Handlers registered before that import would
+be cut off by the signal; the standard library's usual one, ``logging.shutdown`` (registered
+when ``logging`` is first imported, which ``asyncio`` does), is run here first, so log
+records are flushed and files closed. No later hook exists in Python: after atexit the
+interpreter is being torn down.
 
 Rule 4 (where re-raising cannot work). The init process of a pid namespace (PID 1 in a
 container) is immune to default-action signals, even its own: there the status is the code
 128 + n, which ``SystemExit`` already gives, and nothing is recorded. The same holds for an
 application that asked for a code (``exit_status="code"``) or for 0 (``exit_status="zero"``).
 
-Rule 5 (fork): a child forgets its parent's decision; `apply` checks the pid.
+Rule 5 (fork): a child forgets its parent's decision; `_apply` checks the pid.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import os
 import sys
 from typing import Literal
 
+from . import _exits
 from ._deadline import ExitStatus, end_process
 
 __all__ = ("ExitStatusMode", "decide", "forget", "status_after_signal")
@@ -74,8 +76,7 @@ def forget() -> None:
     _decided = None
 
 
-def apply() -> None:
-    """At interpreter exit, end the process as decided, if it was (Rules 2, 3 and 5)."""
+def _apply() -> None:
     decided = _decided
     if decided is None or decided[0] != os.getpid():
         return  # Rule 5: decided by the parent of this fork
@@ -85,3 +86,6 @@ def apply() -> None:
             with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to do
                 stream.flush()
     end_process(decided[1])
+
+
+_exits.at_exit("exit status", _apply)

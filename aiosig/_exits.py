@@ -3,35 +3,42 @@
 Theory of operation
 -------------------
 Rule 1 (registered at import, in a fixed order). atexit runs its hooks last-registered-first.
-Two of aiosig's must run after every hook of the application that imports aiosig, so they are
-registered here, when ``import aiosig`` runs, not when the modules that own them are first
-loaded (``aiosig/__init__.py`` loads those on first use, so that importing aiosig stays
-cheap): the exit status's (`_ending.apply`: the process ends as the signal that stopped the
-service would end it) and, after it when it has nothing to apply, the hub's (`_hub.at_exit`:
-loops that will never run again end their subscriptions, so that a buffered delivery still
-takes its default action). Neither touches signal state: this is DESIGN.md's one accepted
-exception to "nothing happens at import".
+Two of aiosig's must run after every hook of the application that imports aiosig, so their
+places are taken here, when ``import aiosig`` runs, and not when the modules that own them
+are first loaded (``aiosig/__init__.py`` loads those on first use, so that importing aiosig
+stays cheap). Their owners fill the places when they load (`at_exit`): the exit status's
+(``_ending``: the process ends as the signal that stopped the service would end it) runs
+first, and when it had nothing to apply the hub's runs after it (loops that will never run
+again end their subscriptions, so that a buffered delivery still takes its default action),
+the order the two had when each module registered its own hook at import. Neither touches
+signal state: this is DESIGN.md's one accepted exception to "nothing happens at import".
 
-Rule 2 (cheap, and nothing loaded for nothing). Each hook finds its module only if something
-already loaded it: without a hub there is no subscription to end, and without `_ending` no
-``aiosig.run`` decided an exit status.
+Rule 2 (nothing loaded for nothing). A place whose owner never loaded stays empty: without a
+hub there is no subscription to end, and without ``_ending`` no ``aiosig.run`` decided an
+exit status.
 """
 
 import atexit
-import sys
+from collections.abc import Callable
+
+# Registered in this order, so they run in the reverse one (Rule 1).
+ORDER = ("hub", "exit status")
+
+_hooks: dict[str, Callable[[], object]] = {}
 
 
-def _hub_at_exit() -> None:
-    hub = sys.modules.get("aiosig._hub")
-    if hub is not None:
-        hub.at_exit()
+def at_exit(place: str, hook: Callable[[], object]) -> None:
+    """Run `hook` at interpreter exit, in `place`'s position of `ORDER` (Rule 1)."""
+    if place not in ORDER:
+        raise ValueError(f"no atexit place {place!r}")
+    _hooks[place] = hook
 
 
-def _apply_exit_status() -> None:
-    ending = sys.modules.get("aiosig._ending")
-    if ending is not None:
-        ending.apply()
+def _run(place: str) -> None:
+    hook = _hooks.get(place)
+    if hook is not None:
+        hook()
 
 
-atexit.register(_hub_at_exit)
-atexit.register(_apply_exit_status)  # registered last, runs first (Rule 1)
+for _place in ORDER:
+    atexit.register(_run, _place)

@@ -89,6 +89,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 
+from . import _exits
 from ._dispositions import DEFAULT_TERMINATES, Dispositions, Trampoline, act_as
 from ._loops import (
     LoopReaders,
@@ -709,12 +710,15 @@ def _after_fork_in_child() -> None:
         hub._after_fork_in_child()
 
 
-def at_exit() -> None:
-    """At interpreter exit (registered by `_exits` when aiosig is imported)."""
+def _at_exit() -> None:
     hub = _hub
     if hub is not None:
         hub._at_exit()
 
+
+# At import, but it touches no signal state; its place was taken when aiosig was imported,
+# so it runs after the atexit hooks of whatever imports aiosig.
+_exits.at_exit("hub", _at_exit)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
