@@ -16,7 +16,7 @@ atexit handler, ends the process with the signal's default action once the other
 handlers ran.
 
 Rule 3 (registered when aiosig is imported, which DESIGN.md accepts: it touches no signal
-state). atexit handlers run last-registered-first, so `_apply`, whose place `_exits` takes
+state). atexit handlers run last-registered-first, so `_apply`, whose place `_process_hooks` takes
 at the first ``import aiosig`` (this module itself loads later, on first use), runs after
 every handler the application registers later. Handlers registered before that import would
 be cut off by the signal; the standard library's usual one, ``logging.shutdown`` (registered
@@ -40,7 +40,7 @@ import os
 import sys
 from typing import Literal
 
-from . import _exits
+from . import _process_hooks
 from ._deadline import ExitStatus, end_process
 
 __all__ = ("ExitStatusMode", "decide", "forget", "status_after_signal")
@@ -88,4 +88,4 @@ def _apply() -> None:
     end_process(decided[1])
 
 
-_exits.at_exit("exit status", _apply)
+_process_hooks.at_exit("exit status", _apply)

@@ -38,9 +38,9 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 """
 
 
-def test_importing_aiosig_loads_only_the_package_and_its_exit_hooks() -> None:
+def test_importing_aiosig_loads_only_the_package_and_its_process_hooks() -> None:
     loaded = _fresh(LOADED_SINCE.format(action="import aiosig"))
-    assert loaded == ["aiosig", "aiosig._exits"]
+    assert loaded == ["aiosig", "aiosig._process_hooks"]
 
 
 def test_the_signal_handling_core_does_not_load_the_service_layer() -> None:
@@ -100,3 +100,29 @@ def test_the_lazy_table_names_what_the_type_checking_imports_name() -> None:
                 if isinstance(imported, ast.ImportFrom) and imported.module:
                     seen[imported.module] = tuple(alias.name for alias in imported.names)
     assert seen == aiosig._LAZY
+
+
+FORK_AFTER_FIRST_USE = """
+import os, signal
+import aiosig
+hub_was_reset = []
+os.register_at_fork(
+    after_in_child=lambda: hub_was_reset.append(sys.modules["aiosig._hub"]._hub is None)
+)
+
+async def main():
+    handle = aiosig.add_handler(signal.SIGUSR1, lambda info: None)  # the hub loads here
+    pid = os.fork()
+    if pid == 0:
+        print(json.dumps(hub_was_reset), flush=True)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    handle.remove()
+
+asyncio.run(main())
+"""
+
+
+def test_a_fork_hook_registered_after_import_sees_the_hub_already_reset_in_the_child() -> None:
+    # The hub loads after the application registered its hook; its own still runs first.
+    assert _fresh(FORK_AFTER_FIRST_USE) == [True]
