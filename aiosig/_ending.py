@@ -16,12 +16,13 @@ atexit handler, ends the process with the signal's default action once the other
 handlers ran.
 
 Rule 3 (registered when aiosig is imported, which DESIGN.md accepts: it touches no signal
-state). atexit handlers run last-registered-first, so `_apply`, registered at the first
-``import aiosig``, runs after every handler the application registers later. Handlers
-registered before that import would be cut off by the signal; the standard library's usual
-one, ``logging.shutdown`` (registered when ``logging`` is first imported, which ``asyncio``
-does), is run here first, so log records are flushed and files closed. No later hook exists
-in Python: after atexit the interpreter is being torn down.
+state). atexit handlers run last-registered-first, so `_apply`, whose place `_process_hooks` takes
+at the first ``import aiosig`` (this module itself loads later, on first use), runs after
+every handler the application registers later. Handlers registered before that import would
+be cut off by the signal; the standard library's usual one, ``logging.shutdown`` (registered
+when ``logging`` is first imported, which ``asyncio`` does), is run here first, so log
+records are flushed and files closed. No later hook exists in Python: after atexit the
+interpreter is being torn down.
 
 Rule 4 (where re-raising cannot work). The init process of a pid namespace (PID 1 in a
 container) is immune to default-action signals, even its own: there the status is the code
@@ -33,13 +34,13 @@ Rule 5 (fork): a child forgets its parent's decision; `_apply` checks the pid.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
 import sys
 from typing import Literal
 
+from . import _process_hooks
 from ._deadline import ExitStatus, end_process
 
 __all__ = ("ExitStatusMode", "decide", "forget", "status_after_signal")
@@ -87,4 +88,4 @@ def _apply() -> None:
     end_process(decided[1])
 
 
-atexit.register(_apply)
+_process_hooks.at_exit("exit status", _apply)

@@ -80,16 +80,15 @@ the user's dispositions restored; the child's hub rebuilds on first use.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
-import os
 import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType
 
+from . import _process_hooks
 from ._dispositions import DEFAULT_TERMINATES, Dispositions, Trampoline, act_as
 from ._loops import (
     LoopReaders,
@@ -716,9 +715,7 @@ def _at_exit() -> None:
         hub._at_exit()
 
 
-# At import, but it touches no signal state; registered first, it runs after the atexit
-# hooks of whatever imports aiosig.
-atexit.register(_at_exit)
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+# Their places were taken when aiosig was imported (_process_hooks): at exit, after the
+# atexit hooks of whatever imports aiosig; in a forked child, before its fork hooks.
+_process_hooks.at_exit("hub", _at_exit)
+_process_hooks.after_fork_in_child("hub", _after_fork_in_child)

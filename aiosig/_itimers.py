@@ -88,7 +88,6 @@ import asyncio
 import heapq
 import itertools
 import math
-import os
 import resource
 import signal
 import threading
@@ -96,6 +95,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from . import _process_hooks
 from ._hub import get_hub
 from ._loops import in_loop_thread
 from ._precise import Consumer, always_room, open_consumer
@@ -530,7 +530,7 @@ def _after_fork_in_child() -> None:
     _schedulers = _new_schedulers()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_process_hooks.after_fork_in_child("itimers", _after_fork_in_child)
 
 
 def schedulers() -> dict[int, Scheduler]:

@@ -27,16 +27,18 @@ def _where(spec: dict[str, Any]) -> str:
     return spec.get("src") or str(Path(__file__).resolve().parent.parent)
 
 
-def _wall_ms(code: str, env: dict[str, str]) -> float:
+def _wall_ms(code: str, env: dict[str, str], where: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    # In `where`: ``-c`` puts the working directory first on sys.path, ahead of PYTHONPATH,
+    # and a run from the checkout would otherwise import the working tree, not --aiosig-rev.
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=where, check=True)
     return (time.perf_counter() - start) * 1000
 
 
-def _importtime_us(env: dict[str, str]) -> int:
+def _importtime_us(env: dict[str, str], where: str) -> int:
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import asyncio; import aiosig"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env, cwd=where, capture_output=True, text=True, check=True,
     ).stderr  # fmt: skip
     for line in out.splitlines():
         if line.rstrip().endswith("| aiosig"):
@@ -52,9 +54,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     base, withit, own = [], [], []
     for _ in range(spec["n"]):
-        base.append(_wall_ms("import asyncio", env))
-        withit.append(_wall_ms("import asyncio, aiosig", env))
-        own.append(_importtime_us(env) / 1000)
+        base.append(_wall_ms("import asyncio", env, where))
+        withit.append(_wall_ms("import asyncio, aiosig", env, where))
+        own.append(_importtime_us(env, where) / 1000)
     return {
         "asyncio_ms": median(base),
         "with_aiosig_ms": median(withit),

@@ -18,7 +18,15 @@ import sys
 import aiosig
 
 LAYERS: list[set[str]] = [
-    {"_platform", "_siginfo", "_convert", "_sdnotify", "_signal_state", "_script"},
+    {
+        "_platform",
+        "_siginfo",
+        "_convert",
+        "_sdnotify",
+        "_signal_state",
+        "_script",
+        "_process_hooks",
+    },
     {"_subscription", "_loops", "_dispositions", "_wakeup", "_reader", "_hub"},
     {"_precise", "_closing"},
     {

@@ -494,6 +494,7 @@ def test_popen_child_starts_with_an_empty_mask_and_dies_of_sigterm_the_parent_bl
 # registered last marks their end. Anything profiled after it ran in the preexec_fn.
 PREEXEC_PROFILE = """
 import aiosig
+popen = aiosig.popen  # loaded first: the modules it loads register fork hooks of their own
 
 parent = os.getpid()
 r, w = os.pipe()
@@ -511,7 +512,7 @@ def profile(frame, event, arg):
 
 os.register_at_fork(after_in_child=last_hook)
 sys.setprofile(profile)
-child = aiosig.popen([sys.executable, "-c", "pass"])
+child = popen([sys.executable, "-c", "pass"])
 sys.setprofile(None)
 os.close(w)
 child.wait(20)

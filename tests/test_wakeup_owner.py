@@ -156,10 +156,12 @@ NO_DESCRIPTOR_LEFT = (
         if sys.argv[2] == "precise":
             aiosig.block(signal.SIGUSR2)
         before = state()
+        # Loaded now: aiosig loads a module on first use, and that needs a descriptor too.
+        open_signal_receiver = aiosig.open_signal_receiver
         for k in range(12):
             limits = leave_free(k)
             try:
-                receiver = aiosig.open_signal_receiver(signal.SIGUSR2)
+                receiver = open_signal_receiver(signal.SIGUSR2)
             except OSError as exc:
                 resource.setrlimit(resource.RLIMIT_NOFILE, limits)
                 assert exc.errno == errno.EMFILE, exc
