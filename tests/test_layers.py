@@ -44,7 +44,7 @@ LAYERS: list[set[str]] = [
         "_synthetic",
         "_pytest_plugin",
     },
-    {"_shutdown", "_hooks", "_run"},
+    {"_shutdown", "_hooks", "_service", "_run"},
     {"_serving", "_uvicorn", "_hypercorn", "_aiohttp", "_gunicorn"},
     {"_cli", "__main__"},
     {"_dropin", "core", "uvicorn", "hypercorn", "aiohttp", "gunicorn"},
