@@ -63,7 +63,7 @@ from ._sdnotify import NotifySocket
 from ._shutdown import Shutdown, ShutdownReason, activate, strike
 from ._siginfo import SigInfo
 
-__all__ = ("STOP_SIGNALS", "Service")
+__all__ = ("STOP_SIGNALS", "Carried", "Service", "carrying")
 
 T = TypeVar("T")
 logger = logging.getLogger("aiosig")
@@ -74,19 +74,20 @@ KILL_MARGIN = 0.5  # children still running this long before the deadline get SI
 EXIT_MARGIN = 0.25  # what the steps leave for finally blocks and atexit handlers, at most
 
 
-class _Carried(Exception):
-    """A SystemExit or KeyboardInterrupt from ``main``, carried out of its task (Rule 4)."""
+class Carried(Exception):
+    """A SystemExit or KeyboardInterrupt carried out of a task as a value (Rule 4)."""
 
     def __init__(self, exc: BaseException) -> None:
         super().__init__(exc)
         self.exc = exc
 
 
-async def _carrying(main: Coroutine[Any, Any, T]) -> T:
+async def carrying(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro`, turning its SystemExit or KeyboardInterrupt into `Carried` (Rule 4)."""
     try:
-        return await main
+        return await coro
     except (SystemExit, KeyboardInterrupt) as exc:
-        raise _Carried(exc) from None
+        raise Carried(exc) from None
 
 
 class Service(Generic[T]):
@@ -146,7 +147,7 @@ class Service(Generic[T]):
             self.notifier = NotifySocket.claim()
             shutdown.notifier = self.notifier
             self._start(loop)
-            self.main_task = loop.create_task(_carrying(main), name="main")
+            self.main_task = loop.create_task(carrying(main), name="main")
             await self._serve(self.main_task)
             return self.main_task
         finally:
@@ -453,7 +454,7 @@ class Service(Generic[T]):
         if main_task.cancelled():
             return None  # type: ignore[return-value]  # a requested shutdown cancelled it
         exc = main_task.exception()
-        if isinstance(exc, _Carried):
+        if isinstance(exc, Carried):
             raise exc.exc
         if exc is not None:
             raise exc
@@ -465,7 +466,7 @@ def _report_lost(main_task: asyncio.Task[Any]) -> None:
     if main_task.cancelled():
         return
     exc = main_task.exception()
-    if exc is not None and not isinstance(exc, _Carried):
+    if exc is not None and not isinstance(exc, Carried):
         logger.error("main raised during the shutdown", exc_info=exc)
 
 
@@ -473,7 +474,7 @@ def _main_ended(main_task: asyncio.Task[Any]) -> tuple[ShutdownReason, ExitStatu
     if main_task.cancelled():
         return ShutdownReason.from_code("main was cancelled"), ExitStatus(code=1)
     exc = main_task.exception()
-    if isinstance(exc, _Carried):
+    if isinstance(exc, Carried):
         exc = exc.exc
         if isinstance(exc, SystemExit):
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

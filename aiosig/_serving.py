@@ -30,24 +30,12 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from ._service import Carried, carrying
 from ._shutdown import Shutdown, current_shutdown
 
 __all__ = ("serve_until_cancelled", "server_missing")
 
 STOP_MARGIN = 0.5  # seconds of the budget a server's own timeout leaves for its last steps
-
-
-class _Carried(Exception):
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(exc)
-        self.exc = exc
-
-
-async def _carrying(serving: Coroutine[Any, Any, None]) -> None:
-    try:
-        await serving
-    except (SystemExit, KeyboardInterrupt) as exc:
-        raise _Carried(exc) from None
 
 
 async def serve_until_cancelled(
@@ -64,7 +52,7 @@ async def serve_until_cancelled(
         hurry: Asks it to stop now (the fast path), given its task.
     """
     shutdown = current_shutdown()
-    task = asyncio.ensure_future(_carrying(serving))
+    task = asyncio.ensure_future(carrying(serving))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -72,7 +60,7 @@ async def serve_until_cancelled(
             stop(max(0.0, shutdown.work_left() - STOP_MARGIN))
             await _until_stopped(task, shutdown, hurry)
         raise
-    except _Carried as carried:
+    except Carried as carried:
         raise carried.exc from None
 
 
