@@ -645,6 +645,10 @@ class Hub:
             cur = signal.set_wakeup_fd(-1)
             if cur != pipe.w:  # not ours: put it back
                 signal.set_wakeup_fd(cur)
+            else:  # ours: the child gets the owner it would have had without aiosig
+                top = self._chains.top
+                if top.fd >= 0:
+                    signal.set_wakeup_fd(top.fd, warn_on_full_buffer=top.warn_on_full_buffer)
         with contextlib.suppress(ValueError, OSError, TypeError):
             self._disp.forget()  # nothing is pending in a new child
         for members in self._subs:

@@ -18,7 +18,15 @@ complete: its future was cancelled a moment earlier in the same loop turn (by a 
 the same delivery, say), or the wait was already closed. The next wait on that signal takes
 it from the backlog first.
 
-  Known limit: a delivery that another loop's hub reader queued for this loop
+  A second delivery that reaches a wait already completed by the first (two in one read,
+  before the waiter resumed) goes to the backlog too, when no other wait on the loop saw it.
+
+  Known limits: with two or more waits on one signal on one loop, every wait sees every
+  delivery (broadcast), so the backlog cannot tell which of them consumed one: a second
+  delivery in one read is then not kept, and a wait cancelled by a handler of the very
+  delivery that completed it puts that delivery back for the next wait although the other
+  waits returned it too. Use a receiver for a stream of one signal shared by several tasks.
+  And a delivery that another loop's hub reader queued for this loop
   (``call_soon_threadsafe``) and that runs after the wait closed never reaches the wait: the
   hub drops deliveries to a closed subscription. Only a wait on a loop that shares signals
   with a loop in another thread, cancelled in that window, can lose one.
@@ -108,6 +116,9 @@ __all__ = ("sigtimedwait", "sigwait", "sigwaitinfo")
 _backlogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, deque[SigInfo]] = (
     weakref.WeakKeyDictionary()
 )
+_active: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[_Wait]] = (
+    weakref.WeakKeyDictionary()
+)
 # Rule 5: per loop, the consumer the last wait on exactly these blocked signals left behind.
 _idle: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[frozenset[int], _Slot]] = (
     weakref.WeakKeyDictionary()
@@ -121,7 +132,9 @@ class _Wait:
         self, signums: frozenset[int], loop: asyncio.AbstractEventLoop, timeout: float | None
     ) -> None:
         self.future: asyncio.Future[SigInfo | None] = loop.create_future()
+        self.signums = signums
         self._loop = loop
+        _waiting(loop).add(self)
         self._closed = False
         self._expired = False
         self._slot = _Slot.take(signums, loop, self)
@@ -137,6 +150,10 @@ class _Wait:
             _backlogs.setdefault(self._loop, deque()).append(info)
         elif not self.future.done():
             self.future.set_result(info)
+        elif not any(info.si_signo in other.signums for other in _waiting(self._loop) - {self}):
+            # Rule 2: a second delivery before the waiter resumed (two in one read), and no
+            # other wait on this loop saw it: the next wait takes it.
+            _backlogs.setdefault(self._loop, deque()).append(info)
 
     def _expire(self) -> None:
         if not self.future.done():
@@ -155,6 +172,7 @@ class _Wait:
 
     def close(self) -> None:
         self._closed = True
+        _waiting(self._loop).discard(self)
         if self._timer is not None:
             self._timer.cancel()
         self._slot.release(self)
@@ -220,6 +238,14 @@ class _Slot:
             if idle is not None and idle.get(self._signums) is self:
                 del idle[self._signums]
             self.consumer.close()
+
+
+def _waiting(loop: asyncio.AbstractEventLoop) -> set[_Wait]:
+    """The waits not closed yet on `loop`."""
+    waits = _active.get(loop)
+    if waits is None:
+        waits = _active[loop] = set()
+    return waits
 
 
 def _take_backlog(loop: asyncio.AbstractEventLoop, signums: frozenset[int]) -> SigInfo | None:

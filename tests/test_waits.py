@@ -64,6 +64,20 @@ async def test_unblocked_wait_catches_deliveries_during_the_wait_only() -> None:
 
 
 @pytest.mark.asyncio
+async def test_two_realtime_signals_in_one_read_both_reach_consecutive_plain_waits() -> None:
+    signum = signal.SIGRTMIN + 8
+    task = asyncio.ensure_future(aiosig.sigwaitinfo({signum}))
+    await asyncio.sleep(0.01)  # the wait is subscribed
+    os.kill(os.getpid(), signum)  # two sends before the loop reads: one read, two bytes
+    os.kill(os.getpid(), signum)
+    first = await asyncio.wait_for(task, TIMEOUT)
+    second = await aiosig.sigtimedwait({signum}, TIMEOUT)
+    assert first.si_signo == signum
+    assert second is not None and second.si_signo == signum
+    assert await aiosig.sigtimedwait({signum}, 0.05) is None  # and no third one
+
+
+@pytest.mark.asyncio
 async def test_cancelled_plain_wait_with_a_result_hands_it_to_the_next_wait() -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(aiosig.sigwaitinfo([signal.SIGUSR1]))
