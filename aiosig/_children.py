@@ -110,6 +110,13 @@ _LOG = logging.getLogger("aiosig")
 _have_pidfd = hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
 
 
+def _process_group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:  # gone (or not ours to ask about)
+        return None
+
+
 @dataclass(eq=False)
 class _Entry:
     """One registered child: what owns its status, how to signal it, whether it is reaped."""
@@ -186,13 +193,19 @@ class Children:
         if entry is not None:
             self._close_entry(entry)
 
-    def signal(self, signum: int) -> None:
+    def signal(self, signum: int, *, from_terminal: bool = False) -> None:
         """Send `signum` (or what the child's ``rewrite`` says) to every registered child.
 
         Safe from any thread. A child that has just exited is skipped silently (ESRCH).
+        With `from_terminal` (the kernel sent it: a terminal's Ctrl-C, Ctrl-\\ or hangup
+        goes to the whole foreground process group), a child in our own process group got it
+        already and is skipped: one Ctrl-C must not reach it twice.
         """
+        ours = os.getpgrp() if from_terminal else None
         with self._lock:
             for entry in list(self._entries.values()):
+                if ours is not None and not entry.group and _process_group(entry.pid) == ours:
+                    continue
                 instead = signum if signum == signal.SIGKILL else entry.rewrite.get(signum, signum)
                 if instead != 0:
                     _send(entry, instead)

@@ -126,7 +126,8 @@ def start_script(
     """Start a Python script in a fresh interpreter and wait until it prints ``READY``.
 
     Args:
-        script: The program's source (run with ``python -c``), or the path of a file.
+        script: The program's source (a ``str``, run with ``python -c``), or the path of a
+            file (a ``pathlib.Path`` or another ``os.PathLike``).
         *args: Its arguments (``sys.argv[1:]``).
         timeout: Seconds to wait for the line ``READY``.
         env: Its environment (default: this process's); ``PYTHONUNBUFFERED=1`` is added, so

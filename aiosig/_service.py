@@ -240,7 +240,7 @@ class Service(Generic[T]):
             signum = signal.SIGTERM if reason.signal is None else reason.signal
             count = _count(len(children), "child process", "child processes")
             logger.info("sending %s to %s", _signal_name(signum), count)
-            children.signal(signum)
+            children.signal(signum, from_terminal=reason.from_terminal)
 
     def _requested_by_code(self, reason: ShutdownReason) -> None:
         step = "draining" if self.drain > 0 else "graceful"

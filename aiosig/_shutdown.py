@@ -70,6 +70,7 @@ T = TypeVar("T")
 Step = Literal["running", "draining", "graceful", "fast"]
 logger = logging.getLogger("aiosig")
 
+SI_KERNEL = 0x80  # si_code of a signal the kernel sent (a terminal's, among others)
 _SI_USER_CODES = frozenset({0, -1, -6})  # SI_USER (kill), SI_QUEUE, SI_TKILL: a sender
 
 
@@ -83,6 +84,8 @@ class ShutdownReason:
         uid: The sender's real user id, when known.
         text: The reason in words, as logged: "SIGTERM from pid 4242", "main returned".
         synthetic: The signal was made by ``aiosig.testing.deliver``: it decides no death.
+        from_terminal: The kernel sent it (``SI_KERNEL``: a terminal's Ctrl-C goes to the
+            whole foreground process group); known only for a signal read precisely.
     """
 
     signal: int | None
@@ -90,6 +93,7 @@ class ShutdownReason:
     uid: int | None
     text: str
     synthetic: bool = False
+    from_terminal: bool = False
 
     def __str__(self) -> str:
         return self.text
@@ -101,7 +105,7 @@ class ShutdownReason:
         if info.si_code in _SI_USER_CODES and info.si_pid:
             text = f"{name} from pid {info.si_pid}"
             return cls(info.si_signo, info.si_pid, info.si_uid, text, info.synthetic)
-        return cls(info.si_signo, None, None, name, info.synthetic)
+        return cls(info.si_signo, None, None, name, info.synthetic, info.si_code == SI_KERNEL)
 
     @classmethod
     def from_code(cls, text: str) -> ShutdownReason:

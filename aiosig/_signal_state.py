@@ -25,6 +25,7 @@ what the kernel sees (aiosig's trampoline, not the handler ``aiosig.core.getsign
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -130,6 +131,15 @@ class SignalState:
         for which, timer in self.itimers.items():
             if _meaning(current.get(which)) != _meaning(timer):
                 signal.setitimer(which, *timer)
+        # A signal the test left pending would be delivered by the unblocking below, with
+        # whatever disposition is there now (the default action may end the session):
+        # setting SIG_IGN discards it; the disposition is put back with the others below.
+        unblocking = set(signal.pthread_sigmask(signal.SIG_BLOCK, [])) - set(self.mask)
+        for signum in sorted(unblocking & set(signal.sigpending())):
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                previous = signal.signal(signum, signal.SIG_IGN)
+                signal.signal(signum, previous)
+                problems.append(f"{signal_name(signum)}: left pending; discarded")
         signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
         dispositions = read_dispositions()
         for signum, handler in self.dispositions.items():

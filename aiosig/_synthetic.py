@@ -27,8 +27,8 @@ part, or the trampoline's):
   the signal is blocked, with ``precise`` False (it was not read from a signalfd), and a full
   receiver does not hold it back in the kernel's queue (it counts as an overflow instead).
 
-Above the subscriptions everything is real: aiosig.run's shutdown, started by a synthetic
-stop signal, decides the process's exit status as it would for a real one.
+Above the subscriptions everything is real: a synthetic stop signal starts aiosig.run's
+shutdown; it decides no death, though (the run ends as after ``request_shutdown``).
 """
 
 from __future__ import annotations

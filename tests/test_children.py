@@ -214,6 +214,26 @@ async def test_a_stop_signal_reaches_each_kind_of_child_and_it_is_reaped_with_it
 
 
 @pytest.mark.asyncio
+async def test_a_terminal_signal_skips_children_of_our_own_group_which_got_it_already(
+    handle: str,
+) -> None:
+    # A terminal's Ctrl-C goes to the whole foreground group: forwarding it to a child in our
+    # own process group would deliver it twice.
+    async with spawner() as spawn:
+        children = Children()
+        ours = await spawn("process", EXITS_7_ON_TERM)
+        own_group = await spawn("process", LEADS_A_GROUP, session=True)
+        children.add(ours)
+        children.add(own_group, group=True)
+        children.signal(signal.SIGTERM, from_terminal=True)
+        assert await _within(children.wait(_later(1.0))) == [ours.pid]
+        assert children.returncode(own_group) == 100 + signal.SIGTERM
+        children.signal(signal.SIGTERM)  # from a process: every child gets it
+        assert await _within(children.wait(_later(DEFAULT_TIMEOUT))) == []
+        assert children.returncode(ours) == 7
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_stop_signal_reaches_every_process_of_a_registered_group(
     kind: str, handle: str

@@ -77,7 +77,9 @@ BAD_INPUT = {
     "bad grace": (["run", "--grace", "-1", "--", "true"], "above 0"),
     "bad signal map": (["run", "--signal-map", "KILL:TERM", "--", "true"], "cannot be"),
     "value too big": (["send", "1", "RTMIN", "--value", str(2**40)], "does not fit a C int"),
-    "uncatchable in watch": (["watch", "--pid-filter", "x"], "process ids"),
+    "bad pid filter in watch": (["watch", "--pid-filter", "x"], "process ids"),
+    "uncatchable in watch": (["watch", "KILL"], "SIGKILL cannot be caught by any process"),
+    "fault signal in watch": (["watch", "SEGV"], "SIGSEGV is a fault signal"),
 }
 
 

@@ -42,7 +42,7 @@ from typing import Any
 from .._convert import FAULTS, UNCATCHABLE
 from .._handlers import on
 from .._run import run as aiosig_run
-from .._shutdown import current_shutdown
+from .._shutdown import SI_KERNEL, current_shutdown
 from .._siginfo import SigInfo
 from .._spawn import block, create_subprocess_exec
 from ._common import CliError, add_command, log_aiosig_to, signal_arg
@@ -187,8 +187,13 @@ async def _supervised(
 ) -> int:
     children = current_shutdown().children
 
+    early: list[SigInfo] = []  # control signals that came before the child existed
+
     def forward(info: SigInfo) -> None:
-        children.signal(int(info.si_signo))
+        if not started:
+            early.append(info)  # passed on once the child runs, as tini does
+            return
+        children.signal(int(info.si_signo), from_terminal=info.si_code == SI_KERNEL)
 
     # Before the spawn: a control signal arriving from now on is passed on, not fatal.
     on(*forwarded, policy="concurrent")(forward)
@@ -200,8 +205,10 @@ async def _supervised(
         raise CliError(f"cannot run {command[0]!r}: permission denied", 126) from None
     except OSError as exc:
         raise CliError(f"cannot run {command[0]!r}: {exc.strerror}", 126) from None
-    started.append(child)
     children.add(child, group=group, rewrite=rewrite)
+    started.append(child)
+    for info in early:
+        forward(info)
     logger.info("started pid %d: %s", child.pid, shlex.join(command).replace("\n", " "))
     shutdown = current_shutdown()
     if shutdown.reason is not None and shutdown.reason.signal is not None:

@@ -100,6 +100,11 @@ def watch(args: argparse.Namespace) -> int:
     pids = _pid_filter(args.pid_filter)
     if args.count is not None and args.count < 1:
         raise CliError(f"--count must be 1 or more, not {args.count}")
+    for signum in signals:
+        if signum in UNCATCHABLE:
+            raise CliError(f"{signal_name(signum)} cannot be caught by any process")
+        if signum in FAULTS:
+            raise CliError(f"{signal_name(signum)} is a fault signal: watch it with a debugger")
     block(*signals)  # before the loop and its threads (Rule 1); never restored (Rule 3)
     return asyncio.run(_watch(signals, pids, args.count, args.json))
 
