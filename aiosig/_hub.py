@@ -74,7 +74,10 @@ lock, and in the main thread every signal held, so that no Python-level handler 
 KeyboardInterrupt from ``default_int_handler``) runs between two of its steps.
 
 Rule 6 (fork): in a forked child the parent's subscriptions, chain and pipe are dropped and
-the user's dispositions restored; the child's hub rebuilds on first use.
+the user's dispositions restored; the child's hub rebuilds on first use. The wakeup fd is
+left unset, not given back to the owner before aiosig: that descriptor is shared with the
+parent (a socketpair survives fork, uvloop's included), and the child's signals written into
+it would wake the parent's loop.
 """
 
 from __future__ import annotations
@@ -645,10 +648,6 @@ class Hub:
             cur = signal.set_wakeup_fd(-1)
             if cur != pipe.w:  # not ours: put it back
                 signal.set_wakeup_fd(cur)
-            else:  # ours: the child gets the owner it would have had without aiosig
-                top = self._chains.top
-                if top.fd >= 0:
-                    signal.set_wakeup_fd(top.fd, warn_on_full_buffer=top.warn_on_full_buffer)
         with contextlib.suppress(ValueError, OSError, TypeError):
             self._disp.forget()  # nothing is pending in a new child
         for members in self._subs:

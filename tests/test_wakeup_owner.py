@@ -198,39 +198,3 @@ def test_subscription_without_a_descriptor_to_spare_is_refused_and_changes_nothi
         assert line.startswith(f"refused {k} [Errno 24] "), line
         assert "RLIMIT_NOFILE" in line, line
     assert finish(child)[0] == 0
-
-
-FORKED = """
-import asyncio, os, signal, socket
-import aiosig
-
-a, b = socket.socketpair()
-a.setblocking(False)
-b.setblocking(False)
-signal.signal(signal.SIGUSR2, lambda *args: None)
-signal.set_wakeup_fd(a.fileno())
-
-async def main():
-    async with aiosig.open_signal_receiver(signal.SIGUSR1):
-        pid = os.fork()
-        if pid == 0:
-            current = signal.set_wakeup_fd(-1)
-            signal.set_wakeup_fd(current)
-            os.kill(os.getpid(), signal.SIGUSR2)
-            try:
-                data = b.recv(100)
-            except BlockingIOError:
-                data = b""
-            print("child", current == a.fileno(), data == bytes([signal.SIGUSR2]), flush=True)
-            os._exit(0)
-        os.waitpid(pid, 0)
-
-asyncio.run(main())
-print("READY")
-"""
-
-
-def test_a_forked_child_gets_back_the_wakeup_fd_owner_it_would_have_without_aiosig() -> None:
-    child = run_child(FORKED)
-    assert "child True True" in child.before_ready
-    finish(child)
