@@ -60,7 +60,7 @@ from ._hub import get_hub
 from ._logfiles import reopen_log_files
 from ._precise import Consumer, always_room, open_consumer
 from ._sdnotify import NotifySocket
-from ._shutdown import Shutdown, ShutdownReason, activate, strike
+from ._shutdown import Shutdown, ShutdownReason, activate, signal_word, strike
 from ._siginfo import SigInfo
 
 __all__ = ("STOP_SIGNALS", "Carried", "Service", "carrying")
@@ -239,7 +239,7 @@ class Service(Generic[T]):
         if children:
             signum = signal.SIGTERM if reason.signal is None else reason.signal
             count = _count(len(children), "child process", "child processes")
-            logger.info("sending %s to %s", _signal_name(signum), count)
+            logger.info("sending %s to %s", signal_word(signum), count)
             children.signal(signum, from_terminal=reason.from_terminal)
 
     def _requested_by_code(self, reason: ShutdownReason) -> None:
@@ -496,13 +496,3 @@ def _count(n: int, one: str, many: str) -> str:
 
 def _names(tasks: set[asyncio.Future[Any]]) -> str:
     return ", ".join(sorted(repr(t.get_name()) for t in tasks if isinstance(t, asyncio.Task)))
-
-
-# ---- the public entry points ----------------------------------------------------------------
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"

@@ -63,6 +63,7 @@ __all__ = (
     "current_shutdown",
     "request_shutdown",
     "shield",
+    "signal_word",
     "strike",
 )
 
@@ -101,7 +102,7 @@ class ShutdownReason:
     @classmethod
     def from_signal(cls, info: SigInfo) -> ShutdownReason:
         """The reason a delivery gives: which signal, and from whom when known."""
-        name = _signal_name(info.si_signo) + (" (synthetic)" if info.synthetic else "")
+        name = signal_word(info.si_signo) + (" (synthetic)" if info.synthetic else "")
         if info.si_code in _SI_USER_CODES and info.si_pid:
             text = f"{name} from pid {info.si_pid}"
             return cls(info.si_signo, info.si_pid, info.si_uid, text, info.synthetic)
@@ -141,9 +142,9 @@ class Shutdown:
         self._mode = mode
         self._reason: ShutdownReason | None = None
         self._step: Step = "running"
-        self._requested = asyncio.Event()
         # Futures, not tasks waiting on events: a waiter must not be one more task for the
         # shutdown to cancel, and the one future serves every waiter.
+        self._requested = asyncio.Event()  # what tasks await; woken before the run's own step
         self._requested_future: asyncio.Future[None] = loop.create_future()
         self._fast_future: asyncio.Future[None] = loop.create_future()
         self._armed_at: float | None = None
@@ -255,7 +256,7 @@ class Shutdown:
         self.arm(status, None if reason.synthetic else reason.signal)
         self._reason = reason
         self._step = step
-        self._requested.set()
+        self._requested.set()  # first: its waiters run before the run's next step (Rule 1)
         self._requested_future.set_result(None)
         return True
 
@@ -318,7 +319,7 @@ class Shutdown:
         """End the process at once, with the decided status (the third stop signal)."""
         status = self.status or self.status_for_signal(signum)
         note = (
-            f"aiosig: third stop signal ({_signal_name(signum)}): the process ends now "
+            f"aiosig: third stop signal ({signal_word(signum)}): the process ends now "
             f"({status.describe()}).\n"
         )
         with contextlib.suppress(OSError):  # stderr closed: ending matters more than saying so
@@ -350,7 +351,8 @@ def strike(count: int, fast: bool) -> int:
     return max(count + 1, 2) if fast else count + 1
 
 
-def _signal_name(signum: int) -> str:
+def signal_word(signum: int) -> str:
+    """``SIGTERM``, or ``signal 35`` for a number without a name (for log lines)."""
     try:
         return signal.Signals(signum).name
     except ValueError:

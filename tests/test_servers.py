@@ -234,6 +234,13 @@ class Served:
         return self.proc.returncode, out, err
 
 
+def _stop_all(started: list[Served]) -> None:
+    """Kill what a test left running, with its process group (gunicorn's workers)."""
+    for served in started:
+        served.kill()
+        served.proc.communicate()
+
+
 @pytest.fixture
 def serve() -> Iterator[object]:
     started: list[Served] = []
@@ -246,9 +253,7 @@ def serve() -> Iterator[object]:
         return served
 
     yield start
-    for served in started:
-        served.kill()
-        served.proc.communicate()
+    _stop_all(started)
 
 
 def cases() -> list[tuple[str, str]]:
@@ -361,9 +366,7 @@ def gunicorn(tmp_path: os.PathLike[str]) -> Iterator[object]:
         return served
 
     yield start
-    for served in started:
-        served.kill()
-        served.proc.communicate()
+    _stop_all(started)
 
 
 def test_gunicorn_sigterm_lets_a_slow_request_complete_and_the_worker_exit_0(
